@@ -1,0 +1,116 @@
+"""Settings: the only place that reads the environment (and `.env`)."""
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{REPO_ROOT / 'agora.db'}"
+
+# Values that must never sign tokens in production (they are published in docs).
+PLACEHOLDER_SECRET_KEYS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "secret",
+        "please-change-me",
+        "replace-me-with-at-least-32-random-bytes",
+    }
+)
+MIN_SECRET_KEY_BYTES = 32
+
+
+def driver_urls(raw_url: str) -> tuple[URL, URL]:
+    """Derive the URLs of the drivers we install from the one URL a user sets.
+
+    Alembic runs on sync drivers (stdlib sqlite3, psycopg 3); the application on
+    async ones (aiosqlite, asyncpg). `postgres://` (Heroku style) and any driver
+    suffix the user typed are normalised, because SQLAlchemy 2.1 maps a bare
+    `postgresql://` to psycopg and knows no `postgres://` dialect at all.
+    """
+    url = make_url(raw_url.replace("postgres://", "postgresql://", 1) if raw_url.startswith("postgres://") else raw_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite"), url.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        sync_url = url.set(drivername="postgresql+psycopg")
+        query = dict(url.query)
+        # asyncpg spells libpq's `sslmode` as `ssl`.
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+        return sync_url, url.set(drivername="postgresql+asyncpg", query=query)
+    raise ValueError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {backend}://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
+    # Connections per worker process; keep it >= the concurrent requests one worker
+    # serves, and workers x (pool + overflow) below PostgreSQL's max_connections.
+    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+
+    SECRET_KEY: str = ""
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+
+    # Argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    # Tests lower them, nothing else should.
+    ARGON2_TIME_COST: int = Field(default=3, ge=1)
+    ARGON2_MEMORY_COST_KIB: int = Field(default=65536, ge=8)
+    ARGON2_PARALLELISM: int = Field(default=4, ge=1)
+
+    _secret_key_is_ephemeral: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_cors_origins(cls, data: dict[str, object]) -> dict[str, object]:
+        origins = data.get("CORS_ORIGINS")
+        if isinstance(origins, str):
+            data["CORS_ORIGINS"] = [o.strip() for o in origins.split(",") if o.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _check_secret_and_origins(self) -> "Settings":
+        if "*" in self.CORS_ORIGINS:
+            raise ValueError("CORS_ORIGINS must list origins explicitly; '*' is refused (credentials are allowed)")
+        weak = (
+            self.SECRET_KEY.lower() in PLACEHOLDER_SECRET_KEYS or len(self.SECRET_KEY.encode()) < MIN_SECRET_KEY_BYTES
+        )
+        if weak and self.ENVIRONMENT == "production":
+            raise ValueError(
+                "SECRET_KEY is missing, a placeholder or shorter than 32 bytes; "
+                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if weak:
+            # Development convenience; the application warns loudly at start-up.
+            self.SECRET_KEY = secrets.token_urlsafe(48)
+            self._secret_key_is_ephemeral = True
+        driver_urls(self.DATABASE_URL)  # fail at start-up, not at first query
+        return self
+
+    @property
+    def secret_key_is_ephemeral(self) -> bool:
+        """True when no usable SECRET_KEY was set and a random one stands in."""
+        return self._secret_key_is_ephemeral
+
+    @cached_property
+    def sync_database_url(self) -> URL:
+        """URL for Alembic and other synchronous tools (sqlite3 / psycopg)."""
+        return driver_urls(self.DATABASE_URL)[0]
+
+    @cached_property
+    def async_database_url(self) -> URL:
+        """URL for the application (aiosqlite / asyncpg)."""
+        return driver_urls(self.DATABASE_URL)[1]
+
+
+settings = Settings()

@@ -1,0 +1,49 @@
+"""Tables. The schema itself is built only by the Alembic chain in `alembic/versions`;
+these models must match its head (`alembic check` and the test suite verify that)."""
+
+from datetime import datetime
+
+from sqlalchemy import TIMESTAMP, Boolean, ForeignKey, Integer, String, func, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.database import Base
+
+# Ids are 32-bit integers, as in the course schema; an id above this cannot exist.
+MAX_ROW_ID = 2**31 - 1
+
+
+class User(Base):
+    __tablename__ = "users"
+    # AUTOINCREMENT on SQLite: never hand a deleted user's id to a new account
+    # (an old token would otherwise authenticate as the newcomer).
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String, unique=True)
+    # The column keeps the course's name so course databases and tools still fit.
+    password_hash: Mapped[str] = mapped_column("password", String)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())
+    phone_number: Mapped[str | None] = mapped_column(String)
+
+    posts: Mapped[list["Post"]] = relationship(back_populates="owner", passive_deletes=True)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String)
+    content: Mapped[str] = mapped_column(String)
+    published: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+    owner: Mapped[User] = relationship(back_populates="posts")
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
