@@ -3,7 +3,7 @@ these models must match its head (`alembic check` and the test suite verify that
 
 from datetime import datetime
 
-from sqlalchemy import TIMESTAMP, Boolean, ForeignKey, Integer, String, func, true
+from sqlalchemy import TIMESTAMP, Boolean, ForeignKey, Index, Integer, String, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.database import Base
@@ -16,10 +16,14 @@ class User(Base):
     __tablename__ = "users"
     # AUTOINCREMENT on SQLite: never hand a deleted user's id to a new account
     # (an old token would otherwise authenticate as the newcomer).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # Emails are unique ignoring case; the address keeps the capitalisation it was registered with.
+        Index("ix_users_lower_email", func.lower(text("email")), unique=True),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String, unique=True)
+    email: Mapped[str] = mapped_column(String)
     # The column keeps the course's name so course databases and tools still fit.
     password_hash: Mapped[str] = mapped_column("password", String)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())
@@ -30,7 +34,7 @@ class User(Base):
 
 class Post(Base):
     __tablename__ = "posts"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String)

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "99a1e2df9afa"
 down_revision: str | None = "44dc769ca3fd"
 branch_labels: str | Sequence[str] | None = None

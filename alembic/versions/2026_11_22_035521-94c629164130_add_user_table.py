@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "94c629164130"
 down_revision: str | None = "99a1e2df9afa"
 branch_labels: str | Sequence[str] | None = None

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "3773dca6c5dc"
 down_revision: str | None = "94c629164130"
 branch_labels: str | Sequence[str] | None = None

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "f537ca5b8316"
 down_revision: str | None = "3773dca6c5dc"
 branch_labels: str | Sequence[str] | None = None

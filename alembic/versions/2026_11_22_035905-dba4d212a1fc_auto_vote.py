@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "dba4d212a1fc"
 down_revision: str | None = "f537ca5b8316"
 branch_labels: str | Sequence[str] | None = None

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "936002196a31"
 down_revision: str | None = "dba4d212a1fc"
 branch_labels: str | Sequence[str] | None = None

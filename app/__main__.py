@@ -1,0 +1,39 @@
+"""`python -m app`: upgrade the database to head, then serve the API.
+
+Development: `python -m app` (127.0.0.1:8000, one process).
+Production: run `alembic upgrade head` once as its own step, then
+`python -m app --no-migrate --host 0.0.0.0 --workers 2` (or uvicorn directly).
+"""
+
+import argparse
+import os
+
+import uvicorn
+
+from app.migrations import upgrade_to_head
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (production: one per core)")
+    parser.add_argument("--no-migrate", action="store_true", help="do not upgrade the database first")
+    parser.add_argument("--no-access-log", action="store_true")
+    args = parser.parse_args()
+    if not args.no_migrate:
+        upgrade_to_head()
+    print(f"Agora: http://{args.host}:{args.port}  (docs at /docs)", flush=True)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=not args.no_access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    )
+
+
+if __name__ == "__main__":
+    main()

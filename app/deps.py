@@ -1,0 +1,80 @@
+"""Reusable dependencies: the database connection, the caller, and post lookups."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import queries
+from app.config import settings
+from app.models import MAX_ROW_ID
+from app.queries import AnyRow
+from app.schemas import MAX_ID
+from app.security import user_id_from_token
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="login")
+
+
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """One pooled AUTOCOMMIT connection per request, shared by all its dependencies."""
+    async with request.app.state.engine.connect() as connection:
+        yield connection
+
+
+Connection = Annotated[AsyncConnection, Depends(get_connection)]
+
+
+def credentials_error(detail: str = "Could not validate credentials") -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], connection: Connection) -> AnyRow:
+    """The account a valid bearer token names; 401 if the token is bad or the account is gone."""
+    user_id = user_id_from_token(token, secret_key=settings.SECRET_KEY)
+    if user_id is None or user_id > MAX_ROW_ID:
+        raise credentials_error()
+    user = (await connection.execute(queries.USER_BY_ID, {"user_id": user_id})).one_or_none()
+    if user is None:
+        raise credentials_error()
+    return user
+
+
+CurrentUser = Annotated[AnyRow, Depends(get_current_user)]
+PostId = Annotated[int, Path(ge=1, le=MAX_ID, description="The post's id")]
+
+
+def post_not_found(post_id: int) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"post with id {post_id} was not found")
+
+
+async def get_post_or_404(post_id: PostId, user: CurrentUser, connection: Connection) -> AnyRow:
+    """The post, if the caller may see it: published, or the caller's own."""
+    post = None
+    if post_id <= MAX_ROW_ID:
+        post = (await connection.execute(queries.POST_OWNERSHIP, {"post_id": post_id})).one_or_none()
+    # Someone else's draft is answered exactly like a missing post: its existence is private.
+    if post is None or not (post.published or post.owner_id == user.id):
+        raise post_not_found(post_id)
+    return post
+
+
+VisiblePost = Annotated[AnyRow, Depends(get_post_or_404)]
+
+
+async def get_owned_post(post: VisiblePost, user: CurrentUser) -> AnyRow:
+    """The post, if the caller owns it; 403 otherwise."""
+    if post.owner_id != user.id:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not authorized to perform requested action")
+    return post
+
+
+OwnedPost = Annotated[AnyRow, Depends(get_owned_post)]
+
+
+def owner_of(user: AnyRow) -> dict[str, Any]:
+    """The public view of an account, as embedded in posts."""
+    return {"id": user.id, "email": user.email, "created_at": user.created_at}

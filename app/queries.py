@@ -1,0 +1,114 @@
+"""SQL statements, built once at import.
+
+Building a `select()` costs more than running it on a warm connection, so the
+request path only binds parameters. Reads return plain rows (no ORM entities).
+"""
+
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Select
+
+from app.models import Post, User, Vote
+
+# A result row of any shape (SQLAlchemy 2.1 types rows by their columns).
+AnyRow = Row[*tuple[Any, ...]]
+
+users = cast(Table, User.__table__)
+posts = cast(Table, Post.__table__)
+votes = cast(Table, Vote.__table__)
+
+# Escape character for LIKE: "/" needs no quoting in any SQL dialect.
+LIKE_ESCAPE = "/"
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with %, _ and / taken literally."""
+    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+    return f"%{escaped}%"
+
+
+# --- users -------------------------------------------------------------------
+
+USER_BY_ID = select(users.c.id, users.c.email, users.c.created_at, users.c.phone_number).where(
+    users.c.id == bindparam("user_id")
+)
+# Emails are unique and compared case-insensitively (a unique index on lower(email)).
+USER_FOR_LOGIN = select(users.c.id, users.c.password).where(func.lower(users.c.email) == bindparam("email_lower"))
+SET_PASSWORD_HASH = update(users).where(users.c.id == bindparam("user_id")).values(password=bindparam("new_hash"))
+
+# One statement per dialect: ON CONFLICT DO NOTHING makes a duplicate a non-event we
+# can answer 409 to, instead of an exception (and it holds under concurrent requests).
+INSERT_USER = {
+    name: dialect.insert(users)
+    .on_conflict_do_nothing()
+    .returning(users.c.id, users.c.email, users.c.created_at, users.c.phone_number)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+# --- posts -------------------------------------------------------------------
+
+VISIBLE_TO_VIEWER = or_(posts.c.published, posts.c.owner_id == bindparam("viewer_id"))
+NEWEST_FIRST = (posts.c.created_at.desc(), posts.c.id.desc())
+
+
+def _posts_with_owner_and_votes(page: Select[Any]) -> Select[Any]:
+    """Join the owner and count the votes of an already filtered (and paged) set of posts."""
+    subquery = page.subquery("page")
+    vote_count = select(func.count()).select_from(votes).where(votes.c.post_id == subquery.c.id).scalar_subquery()
+    return (
+        select(
+            subquery,
+            users.c.email.label("owner_email"),
+            users.c.created_at.label("owner_created_at"),
+            vote_count.label("votes"),
+        )
+        .join(users, users.c.id == subquery.c.owner_id)
+        .order_by(subquery.c.created_at.desc(), subquery.c.id.desc())
+    )
+
+
+def _post_page(*, search: bool) -> Select[Any]:
+    page = select(posts).where(VISIBLE_TO_VIEWER)
+    if search:
+        page = page.where(func.lower(posts.c.title).like(func.lower(bindparam("pattern")), escape=LIKE_ESCAPE))
+    return page.order_by(*NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("skip"))
+
+
+# Paging happens before counting: only the posts of the page have their votes counted.
+LIST_POSTS = _posts_with_owner_and_votes(_post_page(search=False))
+SEARCH_POSTS = _posts_with_owner_and_votes(_post_page(search=True))
+POST_DETAIL = _posts_with_owner_and_votes(select(posts).where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER))
+POST_OWNERSHIP = select(posts.c.id, posts.c.owner_id, posts.c.published).where(posts.c.id == bindparam("post_id"))
+
+INSERT_POST = posts.insert().returning(*posts.c)
+UPDATE_POST = update(posts).where(posts.c.id == bindparam("post_id")).returning(*posts.c)
+DELETE_POST = delete(posts).where(posts.c.id == bindparam("post_id"))
+
+# --- votes -------------------------------------------------------------------
+
+INSERT_VOTE = {
+    name: dialect.insert(votes).on_conflict_do_nothing()
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+DELETE_VOTE = delete(votes).where(votes.c.user_id == bindparam("user_id"), votes.c.post_id == bindparam("post_id"))
+
+
+def post_with_owner(row: AnyRow, owner: dict[str, Any]) -> dict[str, Any]:
+    """The flat post shape: the post's columns plus its owner."""
+    return {
+        "id": row.id,
+        "title": row.title,
+        "content": row.content,
+        "published": row.published,
+        "created_at": row.created_at,
+        "owner_id": row.owner_id,
+        "owner": owner,
+    }
+
+
+def post_with_votes(row: AnyRow) -> dict[str, Any]:
+    """The list/detail shape, from a row of LIST_POSTS, SEARCH_POSTS or POST_DETAIL."""
+    owner = {"id": row.owner_id, "email": row.owner_email, "created_at": row.owner_created_at}
+    return {"Post": post_with_owner(row, owner), "votes": row.votes}

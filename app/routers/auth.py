@@ -1,0 +1,52 @@
+"""Logging in: the OAuth2 password flow (form fields `username` = email, `password`)."""
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Form
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, StringConstraints
+
+from app import queries
+from app.config import settings
+from app.deps import Connection, credentials_error
+from app.routing import SlashAgnosticRouter, responses
+from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token
+from app.security import create_access_token, spend_password_check_time, verify_password
+
+router = SlashAgnosticRouter(tags=["authentication"])
+
+# Long enough for any password we accept at registration, short enough that
+# hashing it costs nothing unusual.
+LOGIN_PASSWORD_MAX_LENGTH = 1024
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password grant's form; Swagger UI's Authorize dialog sends exactly this."""
+
+    username: Annotated[StorableStr, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH)]
+    password: Annotated[StorableStr, StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH)]
+    grant_type: Annotated[str, StringConstraints(pattern="^password$")] | None = None
+    scope: str = ""
+
+
+@router.post("/login", response_model=Token, summary="Log in", responses=responses(401))
+async def login(form: Annotated[LoginForm, Form()], connection: Connection) -> Token:
+    """Exchange email and password for a bearer token."""
+    user = (
+        await connection.execute(queries.USER_FOR_LOGIN, {"email_lower": form.username.strip().lower()})
+    ).one_or_none()
+    if user is None:
+        # Same work as a wrong password, so timing does not reveal who has an account.
+        await run_in_threadpool(spend_password_check_time, form.password)
+        raise credentials_error("Invalid credentials")
+    valid, new_hash = await run_in_threadpool(verify_password, form.password, user.password)
+    if not valid:
+        raise credentials_error("Invalid credentials")
+    if new_hash is not None:
+        # An old bcrypt hash (or outdated Argon2 cost) is replaced now that we know the password.
+        await connection.execute(queries.SET_PASSWORD_HASH, {"user_id": user.id, "new_hash": new_hash})
+    token = create_access_token(
+        user.id, secret_key=settings.SECRET_KEY, expires_in=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    )
+    return Token(access_token=token)

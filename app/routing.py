@@ -1,0 +1,36 @@
+"""An APIRouter on which every path also answers with the trailing slash toggled.
+
+Clients written for the course API call both `/posts` and `/posts/`; a redirect
+would drop the body of a POST in many HTTP clients, so both forms are real routes.
+Only the canonical form appears in the OpenAPI schema.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.schemas import ErrorOut
+
+
+def _twin(path: str) -> str:
+    return path[:-1] if path.endswith("/") else f"{path}/"
+
+
+class SlashAgnosticRouter(APIRouter):
+    def add_api_route(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().add_api_route(path, endpoint, **kwargs)
+        if (self.prefix + _twin(path)) not in ("", "/"):
+            super().add_api_route(_twin(path), endpoint, **{**kwargs, "include_in_schema": False})
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation for the error codes an operation can answer."""
+    descriptions = {
+        401: "Missing, invalid or expired token",
+        403: "Not your post",
+        404: "No such resource (or not visible to you)",
+        409: "Conflict with the current state",
+        413: "Request body too large",
+        429: "Too many attempts",
+    }
+    return {code: {"model": ErrorOut, "description": descriptions[code]} for code in codes}

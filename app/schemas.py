@@ -1,0 +1,157 @@
+"""Request and response bodies: what the API accepts and what it answers."""
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+# Row ids in paths and bodies: positive and within a signed 64-bit integer.
+MAX_ID = 2**63 - 1
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+TITLE_MAX_LENGTH = 300
+CONTENT_MAX_LENGTH = 20_000
+SEARCH_MAX_LENGTH = 100
+EMAIL_MAX_LENGTH = 254
+
+
+def storable(value: str) -> str:
+    """Refuse text no database can store: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{7,15}")
+
+
+def phone_number(value: str) -> str:
+    """Accept common spellings (spaces, dashes, dots, parentheses); store digits with an optional leading +."""
+    compact = _PHONE_PUNCTUATION.sub("", value)
+    if not _PHONE_NUMBER.fullmatch(compact):
+        raise ValueError("must be a phone number of 7 to 15 digits, optionally starting with +")
+    return compact
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: answer the same from both."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+StorableStr = Annotated[str, AfterValidator(storable)]
+Password = Annotated[StorableStr, StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+Title = Annotated[StorableStr, StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH), AfterValidator(not_blank)]
+Content = Annotated[
+    StorableStr, StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH), AfterValidator(not_blank)
+]
+PhoneNumber = Annotated[StorableStr, StringConstraints(max_length=32), AfterValidator(phone_number)]
+Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX_LENGTH)]
+RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc), PlainSerializer(lambda v: v.isoformat(), return_type=str)]
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields are ignored, as in the course API."""
+
+    model_config = ConfigDict(str_strip_whitespace=False)
+
+
+class UserCreate(Body):
+    email: Email
+    password: Password
+    phone_number: PhoneNumber | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    created_at: UtcDatetime
+
+
+class UserMe(UserOut):
+    phone_number: str | None
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class PostCreate(Body):
+    title: Title
+    content: Content
+    published: StrictBool = True
+
+
+class PostReplace(PostCreate):
+    """PUT replaces every field; `published` falls back to true, as on create."""
+
+
+class PostPatch(Body):
+    """PATCH changes only the fields sent; none of them may be null."""
+
+    title: Title | None = None
+    content: Content | None = None
+    published: StrictBool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: object) -> object:
+        if isinstance(data, dict):
+            nulls = sorted(str(key) for key, value in data.items() if value is None and key in cls.model_fields)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
+        return data
+
+
+class PostOut(BaseModel):
+    id: int
+    title: str
+    content: str
+    published: bool
+    created_at: UtcDatetime
+    owner_id: int
+    owner: UserOut
+
+
+class PostWithVotes(BaseModel):
+    """A post as the list and the detail endpoints show it (the course's shape)."""
+
+    Post: PostOut
+    votes: int
+
+
+class VoteIn(Body):
+    post_id: RowId
+    dir: Annotated[StrictInt, Field(ge=0, le=1, description="1 adds your vote, 0 takes it back")]
+
+
+class Message(BaseModel):
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: str

@@ -1,0 +1,178 @@
+"""Test configuration.
+
+The suite runs on SQLite by default, and on the database named by TEST_DATABASE_URL
+when it is set (PostgreSQL in CI). The schema is always built by the Alembic chain.
+The environment is set here, before `app` is imported, because `app.config.settings`
+reads it once.
+"""
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+_SQLITE_DIR = Path(tempfile.mkdtemp(prefix="agora-tests-"))
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_SQLITE_DIR / 'test.db'}"
+
+
+def _looks_like_a_test_database(url: URL) -> bool:
+    if url.get_backend_name() == "sqlite":
+        return True
+    return "test" in (url.database or "")
+
+
+if not _looks_like_a_test_database(make_url(TEST_DATABASE_URL)):
+    raise pytest.UsageError(
+        f"Refusing to run: the tests wipe their database, and {make_url(TEST_DATABASE_URL).database!r} "
+        "does not look like a test database (its name must contain 'test')."
+    )
+
+os.environ.update(
+    ENVIRONMENT="test",
+    DATABASE_URL=TEST_DATABASE_URL,
+    SECRET_KEY="test-secret-key-that-is-long-enough-for-hs256-0123456789",
+    # Cheap hashing: real Argon2id, minimal cost.
+    ARGON2_TIME_COST="1",
+    ARGON2_MEMORY_COST_KIB="8",
+    ARGON2_PARALLELISM="1",
+)
+
+from app.config import driver_urls  # noqa: E402
+from app.database import create_migration_engine  # noqa: E402
+from app.migrations import upgrade_to_head  # noqa: E402
+
+IS_POSTGRESQL = make_url(TEST_DATABASE_URL).get_backend_name() == "postgresql"
+needs_postgresql = pytest.mark.skipif(not IS_POSTGRESQL, reason="needs TEST_DATABASE_URL=postgresql://...")
+
+# Children first, so deleting never trips a foreign key.
+TABLES = ("votes", "posts", "users")
+
+
+def _admin_url() -> URL:
+    return driver_urls(TEST_DATABASE_URL)[0]
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """A factory of brand-new empty databases on the backend under test (dropped afterwards)."""
+    created: list[str] = []
+
+    def make() -> str:
+        if not IS_POSTGRESQL:
+            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
+        base = make_url(TEST_DATABASE_URL)
+        name = f"{base.database}_{uuid.uuid4().hex[:8]}"
+        engine = create_migration_engine(_admin_url()).execution_options(isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        created.append(name)
+        return base.set(database=name).render_as_string(hide_password=False)
+
+    yield make
+
+    if created:
+        engine = create_migration_engine(_admin_url()).execution_options(isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            for name in created:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+def reset_schema() -> None:
+    """Drop everything in the test database, then build it with the Alembic chain."""
+    engine = create_migration_engine(_admin_url())
+    with engine.begin() as connection:
+        if IS_POSTGRESQL:
+            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+            connection.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            for table in (*TABLES, "alembic_version"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+    upgrade_to_head(TEST_DATABASE_URL)
+
+
+def empty_tables() -> None:
+    engine = create_migration_engine(_admin_url())
+    with engine.begin() as connection:
+        if IS_POSTGRESQL:
+            connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        else:
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> str:
+    """The test database, built from nothing by the migration chain, once per run."""
+    reset_schema()
+    return TEST_DATABASE_URL
+
+
+# --- the API -------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def _session_client(migrated_database: str) -> Iterator[TestClient]:
+    # One client (one event loop, one connection pool) for the whole run.
+    from app.main import app
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def client(_session_client: TestClient) -> Iterator[TestClient]:
+    """The API over HTTP, on a database that is empty again after each test."""
+    yield _session_client
+    empty_tables()
+
+
+@dataclass
+class Account:
+    id: int
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_account(client: TestClient) -> Callable[..., Account]:
+    """Register and log in a new account through the API."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(email: str | None = None, password: str = PASSWORD) -> Account:
+        email = email or f"user{next(counter)}@example.com"
+        created = client.post("/users/", json={"email": email, "password": password})
+        assert created.status_code == 201, created.text
+        login = client.post("/login", data={"username": email, "password": password})
+        assert login.status_code == 200, login.text
+        return Account(created.json()["id"], email, password, login.json()["access_token"])
+
+    return make
+
+
+@pytest.fixture
+def sql() -> Iterator[Connection]:
+    """A direct connection to the test database, to arrange or inspect rows behind the API's back."""
+    engine = create_engine(driver_urls(TEST_DATABASE_URL)[0], isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        if not IS_POSTGRESQL:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        yield connection
+    engine.dispose()
