@@ -17,6 +17,7 @@ from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
@@ -71,13 +72,62 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+class SqliteIdCounters:
+    """Keep SQLite's AUTOINCREMENT counters from going backwards during migrations.
+
+    A batch rebuild copies `users` or `posts` into a new table, whose counter restarts
+    from the highest id left in it (or from nothing when it is empty): a deleted
+    account's id, and with it an old token, could then go to a new account. The
+    counters are read before migrating and put back after every revision.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.counters: dict[str, int] = {}
+        if self._has_sequence_table(connection):
+            self.counters = {
+                name: seq for name, seq in connection.execute(text("SELECT name, seq FROM sqlite_sequence"))
+            }
+        connection.commit()  # leave no transaction open: Alembic starts its own per revision
+
+    @staticmethod
+    def _has_sequence_table(connection: Connection) -> bool:
+        query = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'")
+        return connection.execute(query).first() is not None
+
+    def restore(self, *, ctx: MigrationContext, **_: Any) -> None:
+        """`on_version_apply` hook: runs inside each revision's transaction."""
+        connection = ctx.connection
+        assert connection is not None
+        if not self._has_sequence_table(connection):
+            return
+        tables = {row[0] for row in connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+        for name, seq in list(self.counters.items()):
+            if name not in tables:
+                del self.counters[name]
+                continue
+            params = {"name": name, "seq": seq}
+            connection.execute(text("DELETE FROM sqlite_sequence WHERE name = :name AND seq < :seq"), params)
+            connection.execute(
+                text(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT :name, :seq "
+                    "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = :name)"
+                ),
+                params,
+            )
+        for name, seq in connection.execute(text("SELECT name, seq FROM sqlite_sequence")):
+            self.counters[name] = max(seq, self.counters.get(name, 0))
+
+
 def run_migrations_on(connection: Connection) -> None:
     is_postgresql = connection.dialect.name == "postgresql"
+    hooks: dict[str, Any] = {}
     if is_postgresql:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         connection.commit()
+    elif connection.dialect.name == "sqlite":
+        hooks["on_version_apply"] = [SqliteIdCounters(connection).restore]
     try:
-        configure(connection=connection)
+        configure(connection=connection, **hooks)
         with context.begin_transaction():
             context.run_migrations()
     finally:
