@@ -6,6 +6,7 @@ Production: run `alembic upgrade head` once as its own step, then
 """
 
 import argparse
+import logging
 import os
 
 import uvicorn
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--no-migrate", action="store_true", help="do not upgrade the database first")
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(message)s")
     if not args.no_migrate:
         upgrade_to_head()
     print(f"Agora: http://{args.host}:{args.port}  (docs at /docs)", flush=True)
