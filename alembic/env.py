@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from app import models  # noqa: F401  (registers every table on Base.metadata)
 from app.config import driver_urls, settings
 from app.database import Base, create_migration_engine
+from app.database import include_object as include_object_on
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -48,9 +49,14 @@ def database_url() -> URL:
     return driver_urls(raw)[0]
 
 
+def include_object(*args: Any) -> bool:
+    return include_object_on(*args, dialect=context.get_context().dialect.name)
+
+
 def configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=True,
         compare_server_default=True,
         transaction_per_migration=True,

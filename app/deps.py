@@ -32,11 +32,23 @@ def credentials_error(detail: str = "Could not validate credentials") -> HTTPExc
     )
 
 
-async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], connection: Connection) -> AnyRow:
-    """The account a valid bearer token names; 401 if the token is bad or the account is gone."""
+def get_token_user_id(token: Annotated[str, Depends(oauth2_scheme)]) -> int:
+    """The user id a valid bearer token names (401 otherwise), not yet checked against the database.
+
+    Only for endpoints whose own query proves the account still exists (see
+    `ensure_account_exists`); everything else uses `CurrentUser`.
+    """
     user_id = user_id_from_token(token, secret_key=settings.SECRET_KEY)
     if user_id is None or user_id > MAX_ROW_ID:
         raise credentials_error()
+    return user_id
+
+
+TokenUserId = Annotated[int, Depends(get_token_user_id)]
+
+
+async def get_current_user(user_id: TokenUserId, connection: Connection) -> AnyRow:
+    """The account a valid bearer token names; 401 if the token is bad or the account is gone."""
     user = (await connection.execute(queries.USER_BY_ID, {"user_id": user_id})).one_or_none()
     if user is None:
         raise credentials_error()
@@ -44,6 +56,13 @@ async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], connec
 
 
 CurrentUser = Annotated[AnyRow, Depends(get_current_user)]
+
+
+async def ensure_account_exists(user_id: int, connection: AsyncConnection) -> None:
+    """401 unless the account exists: for endpoints that got no rows from a query that requires it."""
+    await get_current_user(user_id, connection)
+
+
 PostId = Annotated[int, Path(ge=1, le=MAX_ID, description="The post's id")]
 
 
@@ -51,15 +70,20 @@ def post_not_found(post_id: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"post with id {post_id} was not found")
 
 
-async def get_post_or_404(post_id: PostId, user: CurrentUser, connection: Connection) -> AnyRow:
-    """The post, if the caller may see it: published, or the caller's own."""
+async def find_visible_post(post_id: int, viewer_id: int, connection: AsyncConnection) -> AnyRow:
+    """The post (id, owner_id, published), if the viewer may see it: published, or their own; else 404."""
     post = None
     if post_id <= MAX_ROW_ID:
         post = (await connection.execute(queries.POST_OWNERSHIP, {"post_id": post_id})).one_or_none()
     # Someone else's draft is answered exactly like a missing post: its existence is private.
-    if post is None or not (post.published or post.owner_id == user.id):
+    if post is None or not (post.published or post.owner_id == viewer_id):
         raise post_not_found(post_id)
     return post
+
+
+async def get_post_or_404(post_id: PostId, user: CurrentUser, connection: Connection) -> AnyRow:
+    """The post in the path, if the caller may see it."""
+    return await find_visible_post(post_id, user.id, connection)
 
 
 VisiblePost = Annotated[AnyRow, Depends(get_post_or_404)]

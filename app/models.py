@@ -34,7 +34,22 @@ class User(Base):
 
 class Post(Base):
     __tablename__ = "posts"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        # The feed: newest first, id breaking ties; also serves keyset paging.
+        Index("ix_posts_created_at_id", "created_at", "id"),
+        # Foreign keys are not indexed by PostgreSQL: deleting a user needs this.
+        Index("ix_posts_owner_id", "owner_id"),
+        # Case-insensitive substring search on titles (ILIKE '%...%'); PostgreSQL only,
+        # SQLite scans (see POSTGRESQL_ONLY in alembic/env.py).
+        Index(
+            "ix_posts_title_trgm",
+            "title",
+            postgresql_using="gin",
+            postgresql_ops={"title": "gin_trgm_ops"},
+            info={"only_on": "postgresql"},
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String)
@@ -48,6 +63,8 @@ class Post(Base):
 
 class Vote(Base):
     __tablename__ = "votes"
+    # The primary key (user_id, post_id) cannot count the votes of one post.
+    __table_args__ = (Index("ix_votes_post_id", "post_id"),)
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)

@@ -4,12 +4,18 @@ Building a `select()` costs more than running it on a warm connection, so the
 request path only binds parameters. Reads return plain rows (no ORM entities).
 """
 
+from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Boolean, Row, Table, bindparam, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
+from app.database import Prepared
 from app.models import Post, User, Vote
 
 # A result row of any shape (SQLAlchemy 2.1 types rows by their columns).
@@ -29,13 +35,47 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+class MatchesIgnoringCase(ColumnElement[bool]):
+    """`column` matches the LIKE `pattern` (escape character "/") ignoring case, in full Unicode.
+
+    PostgreSQL: ILIKE, which the trigram index on posts.title serves. SQLite: its LIKE
+    and lower() fold ASCII only, so both sides go through `casefold`, a function the
+    application registers on every SQLite connection (app/database.py).
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [  # noqa: RUF012  (SQLAlchemy's cache-key protocol)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("pattern", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[str], pattern: ColumnElement[str]) -> None:
+        self.column = column
+        self.pattern = pattern
+
+
+@compiles(MatchesIgnoringCase)
+def _ilike(element: MatchesIgnoringCase, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = compiler.process(element.column, **kw), compiler.process(element.pattern, **kw)
+    return f"{column} ILIKE {pattern} ESCAPE '{LIKE_ESCAPE}'"
+
+
+@compiles(MatchesIgnoringCase, "sqlite")
+def _casefold_like(element: MatchesIgnoringCase, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = compiler.process(element.column, **kw), compiler.process(element.pattern, **kw)
+    return f"casefold({column}) LIKE casefold({pattern}) ESCAPE '{LIKE_ESCAPE}'"
+
+
 # --- users -------------------------------------------------------------------
 
 USER_BY_ID = select(users.c.id, users.c.email, users.c.created_at, users.c.phone_number).where(
     users.c.id == bindparam("user_id")
 )
 # Emails are unique and compared case-insensitively (a unique index on lower(email)).
-USER_FOR_LOGIN = select(users.c.id, users.c.password).where(func.lower(users.c.email) == bindparam("email_lower"))
+# Both sides go through the database's lower(), so an address always matches itself
+# even where SQLite's lower() leaves non-ASCII letters alone.
+USER_FOR_LOGIN = select(users.c.id, users.c.password).where(func.lower(users.c.email) == func.lower(bindparam("email")))
 SET_PASSWORD_HASH = update(users).where(users.c.id == bindparam("user_id")).values(password=bindparam("new_hash"))
 
 # One statement per dialect: ON CONFLICT DO NOTHING makes a duplicate a non-event we
@@ -53,11 +93,17 @@ VISIBLE_TO_VIEWER = or_(posts.c.published, posts.c.owner_id == bindparam("viewer
 NEWEST_FIRST = (posts.c.created_at.desc(), posts.c.id.desc())
 
 
-def _posts_with_owner_and_votes(page: Select[Any]) -> Select[Any]:
-    """Join the owner and count the votes of an already filtered (and paged) set of posts."""
+def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
+    """Join the owner and count the votes of an already filtered (and paged) set of posts.
+
+    The viewer's account is checked in the same round trip: no rows come back if it
+    is gone, and only then does the endpoint look again to tell 401 from "no posts".
+    """
     subquery = page.subquery("page")
     vote_count = select(func.count()).select_from(votes).where(votes.c.post_id == subquery.c.id).scalar_subquery()
-    return (
+    viewer = users.alias("viewer")
+    viewer_exists = exists().where(viewer.c.id == bindparam("viewer_id"))
+    return Prepared.of(
         select(
             subquery,
             users.c.email.label("owner_email"),
@@ -65,20 +111,30 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Select[Any]:
             vote_count.label("votes"),
         )
         .join(users, users.c.id == subquery.c.owner_id)
+        .where(viewer_exists)
         .order_by(subquery.c.created_at.desc(), subquery.c.id.desc())
     )
 
 
-def _post_page(*, search: bool) -> Select[Any]:
+def _post_page(*, search: bool, keyset: bool) -> Select[Any]:
     page = select(posts).where(VISIBLE_TO_VIEWER)
     if search:
-        page = page.where(func.lower(posts.c.title).like(func.lower(bindparam("pattern")), escape=LIKE_ESCAPE))
+        page = page.where(MatchesIgnoringCase(posts.c.title, bindparam("pattern")))
+    if keyset:
+        # Strictly after the cursor post in feed order: an index range, however deep.
+        cursor = posts.alias("cursor")
+        cursor_created_at = select(cursor.c.created_at).where(cursor.c.id == bindparam("before_id")).scalar_subquery()
+        page = page.where(tuple_(posts.c.created_at, posts.c.id) < tuple_(cursor_created_at, bindparam("before_id")))
     return page.order_by(*NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("skip"))
 
 
 # Paging happens before counting: only the posts of the page have their votes counted.
-LIST_POSTS = _posts_with_owner_and_votes(_post_page(search=False))
-SEARCH_POSTS = _posts_with_owner_and_votes(_post_page(search=True))
+# Keyed by (search, keyset).
+LIST_POSTS = {
+    (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset))
+    for search in (False, True)
+    for keyset in (False, True)
+}
 POST_DETAIL = _posts_with_owner_and_votes(select(posts).where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER))
 POST_OWNERSHIP = select(posts.c.id, posts.c.owner_id, posts.c.published).where(posts.c.id == bindparam("post_id"))
 
@@ -95,20 +151,20 @@ INSERT_VOTE = {
 DELETE_VOTE = delete(votes).where(votes.c.user_id == bindparam("user_id"), votes.c.post_id == bindparam("post_id"))
 
 
-def post_with_owner(row: AnyRow, owner: dict[str, Any]) -> dict[str, Any]:
+def post_with_owner(row: Mapping[Any, Any], owner: dict[str, Any]) -> dict[str, Any]:
     """The flat post shape: the post's columns plus its owner."""
     return {
-        "id": row.id,
-        "title": row.title,
-        "content": row.content,
-        "published": row.published,
-        "created_at": row.created_at,
-        "owner_id": row.owner_id,
+        "id": row["id"],
+        "title": row["title"],
+        "content": row["content"],
+        "published": row["published"],
+        "created_at": row["created_at"],
+        "owner_id": row["owner_id"],
         "owner": owner,
     }
 
 
-def post_with_votes(row: AnyRow) -> dict[str, Any]:
-    """The list/detail shape, from a row of LIST_POSTS, SEARCH_POSTS or POST_DETAIL."""
-    owner = {"id": row.owner_id, "email": row.owner_email, "created_at": row.owner_created_at}
-    return {"Post": post_with_owner(row, owner), "votes": row.votes}
+def post_with_votes(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """The list/detail shape, from a row of LIST_POSTS or POST_DETAIL."""
+    owner = {"id": row["owner_id"], "email": row["owner_email"], "created_at": row["owner_created_at"]}
+    return {"Post": post_with_owner(row, owner), "votes": row["votes"]}

@@ -4,16 +4,17 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     PlainSerializer,
     StrictBool,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -36,6 +37,20 @@ def storable(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text") from None
     return value
+
+
+def email_address(value: str) -> str:
+    """A syntactically valid address in normal form (NFC, lower-case domain).
+
+    The local part must be ASCII: SQL's lower() then compares addresses the same way
+    on every database, so uniqueness ignoring case means the same everywhere.
+    Display-name forms ("Ann <ann@example.com>") are refused: what you type to log
+    in must be the address itself.
+    """
+    try:
+        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
 
 
 def not_blank(value: str) -> str:
@@ -68,7 +83,12 @@ Content = Annotated[
     StorableStr, StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH), AfterValidator(not_blank)
 ]
 PhoneNumber = Annotated[StorableStr, StringConstraints(max_length=32), AfterValidator(phone_number)]
-Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX_LENGTH)]
+Email = Annotated[
+    StorableStr,
+    StringConstraints(max_length=EMAIL_MAX_LENGTH),
+    AfterValidator(email_address),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH}),
+]
 RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc), PlainSerializer(lambda v: v.isoformat(), return_type=str)]
 

@@ -11,7 +11,7 @@ from app import queries
 from app.config import settings
 from app.deps import Connection, credentials_error
 from app.routing import SlashAgnosticRouter, responses
-from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token
+from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token, email_address
 from app.security import create_access_token, spend_password_check_time, verify_password
 
 router = SlashAgnosticRouter(tags=["authentication"])
@@ -30,12 +30,18 @@ class LoginForm(BaseModel):
     scope: str = ""
 
 
+def login_email(typed: str) -> str:
+    """The address to look up: normalised exactly as at registration, so what was typed then works now."""
+    try:
+        return email_address(typed.strip())
+    except ValueError:
+        return typed.strip()  # cannot be one of ours, but accounts adopted from elsewhere may be
+
+
 @router.post("/login", response_model=Token, summary="Log in", responses=responses(401))
 async def login(form: Annotated[LoginForm, Form()], connection: Connection) -> Token:
     """Exchange email and password for a bearer token."""
-    user = (
-        await connection.execute(queries.USER_FOR_LOGIN, {"email_lower": form.username.strip().lower()})
-    ).one_or_none()
+    user = (await connection.execute(queries.USER_FOR_LOGIN, {"email": form.username.strip()})).one_or_none()
     if user is None:
         # Same work as a wrong password, so timing does not reveal who has an account.
         await run_in_threadpool(spend_password_check_time, form.password)

@@ -1,37 +1,85 @@
 """Posts: the feed, one post, and the owner's edits."""
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import Query, Response, status
+from fastapi import HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import queries
-from app.deps import Connection, CurrentUser, OwnedPost, PostId, owner_of, post_not_found
+from app.database import fetch_all
+from app.deps import (
+    Connection,
+    CurrentUser,
+    OwnedPost,
+    PostId,
+    TokenUserId,
+    ensure_account_exists,
+    find_visible_post,
+    owner_of,
+    post_not_found,
+)
 from app.models import MAX_ROW_ID
-from app.routing import SlashAgnosticRouter, responses
-from app.schemas import MAX_ID, SEARCH_MAX_LENGTH, PostCreate, PostOut, PostPatch, PostReplace, PostWithVotes, storable
+from app.routing import SlashAgnosticRouter, json_response, responses
+from app.schemas import (
+    MAX_ID,
+    SEARCH_MAX_LENGTH,
+    PostCreate,
+    PostOut,
+    PostPatch,
+    PostReplace,
+    PostWithVotes,
+    StorableStr,
+)
 
 router = SlashAgnosticRouter(prefix="/posts", tags=["posts"])
 
 
 @router.get("/", response_model=list[PostWithVotes], summary="List posts", responses=responses(401))
 async def list_posts(
-    user: CurrentUser,
+    viewer_id: TokenUserId,
     connection: Connection,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 10,
     skip: Annotated[int, Query(ge=0, le=MAX_ID, description="Posts to skip")] = 0,
     search: Annotated[
-        str, Query(max_length=SEARCH_MAX_LENGTH, description="Case-insensitive part of the title, taken literally")
+        StorableStr,
+        Query(max_length=SEARCH_MAX_LENGTH, description="Case-insensitive part of the title, taken literally"),
     ] = "",
-) -> list[dict[str, Any]]:
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="Keyset paging: only posts after this one in feed order (pass the last id of the previous "
+            "page). Costs the same on page 10,000 as on page 1, unlike `skip`.",
+        ),
+    ] = None,
+) -> Response:
     """Published posts and your own drafts, newest first, with owner and vote count."""
-    storable(search)
-    params: dict[str, Any] = {"viewer_id": user.id, "limit": limit, "skip": skip}
-    statement = queries.LIST_POSTS
+    params: dict[str, Any] = {"viewer_id": viewer_id, "limit": limit, "skip": skip}
     if search:
-        statement = queries.SEARCH_POSTS
         params["pattern"] = queries.like_pattern(search)
-    rows = (await connection.execute(statement, params)).all()
-    return [queries.post_with_votes(row) for row in rows]
+    if before_id is not None:
+        if before_id > MAX_ROW_ID:  # no such post can exist (ids are 32-bit)
+            await check_cursor(before_id, viewer_id, connection)
+        params["before_id"] = before_id
+    rows = await fetch_all(connection, queries.LIST_POSTS[bool(search), before_id is not None], params)
+    if not rows:
+        await ensure_account_exists(viewer_id, connection)
+        if before_id is not None:
+            await check_cursor(before_id, viewer_id, connection)
+    return json_response([queries.post_with_votes(row) for row in rows])
+
+
+async def check_cursor(before_id: int, viewer_id: int, connection: AsyncConnection) -> None:
+    """An empty keyset page must not hide a bad cursor: say so when the post is gone or not yours to see."""
+    try:
+        await find_visible_post(before_id, viewer_id, connection)
+    except HTTPException:
+        raise RequestValidationError(
+            [{"loc": ("query", "before_id"), "msg": f"no post {before_id} to page from", "type": "value_error"}]
+        ) from None
 
 
 @router.post(
@@ -40,19 +88,19 @@ async def list_posts(
 async def create_post(body: PostCreate, user: CurrentUser, connection: Connection) -> dict[str, Any]:
     """Publish (or draft) a post; you are its owner."""
     row = (await connection.execute(queries.INSERT_POST, {**body.model_dump(), "owner_id": user.id})).one()
-    return queries.post_with_owner(row, owner_of(user))
+    return queries.post_with_owner(row._mapping, owner_of(user))
 
 
 @router.get("/{post_id}", response_model=PostWithVotes, summary="Get a post", responses=responses(401, 404))
-async def read_post(post_id: PostId, user: CurrentUser, connection: Connection) -> dict[str, Any]:
+async def read_post(post_id: PostId, viewer_id: TokenUserId, connection: Connection) -> Response:
     """One post with its owner and vote count."""
-    row = None
+    rows: Sequence[Mapping[str, Any]] = []
     if post_id <= MAX_ROW_ID:
-        params = {"post_id": post_id, "viewer_id": user.id}
-        row = (await connection.execute(queries.POST_DETAIL, params)).one_or_none()
-    if row is None:
+        rows = await fetch_all(connection, queries.POST_DETAIL, {"post_id": post_id, "viewer_id": viewer_id})
+    if not rows:
+        await ensure_account_exists(viewer_id, connection)
         raise post_not_found(post_id)
-    return queries.post_with_votes(row)
+    return json_response(queries.post_with_votes(rows[0]))
 
 
 async def _update(
@@ -61,7 +109,7 @@ async def _update(
     row = (await connection.execute(queries.UPDATE_POST.values(**changes), {"post_id": post.id})).one_or_none()
     if row is None:  # deleted between the ownership check and the update
         raise post_not_found(post.id)
-    return queries.post_with_owner(row, owner_of(user))
+    return queries.post_with_owner(row._mapping, owner_of(user))
 
 
 @router.put("/{post_id}", response_model=PostOut, summary="Replace a post", responses=responses(401, 403, 404))
@@ -75,8 +123,8 @@ async def patch_post(body: PostPatch, post: OwnedPost, user: CurrentUser, connec
     """Change only the fields you send."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        row = (await connection.execute(queries.POST_DETAIL, {"post_id": post.id, "viewer_id": user.id})).one()
-        return queries.post_with_owner(row, owner_of(user))
+        # Nothing to change: answer with the post as it is (an UPDATE without SET is invalid SQL).
+        changes = {"title": queries.posts.c.title}
     return await _update(post, user, connection, changes)
 
 

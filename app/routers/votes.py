@@ -4,7 +4,7 @@ from fastapi import HTTPException, status
 from sqlalchemy.exc import IntegrityError
 
 from app import queries
-from app.deps import Connection, CurrentUser, get_post_or_404, post_not_found
+from app.deps import Connection, CurrentUser, find_visible_post, post_not_found
 from app.routing import SlashAgnosticRouter, responses
 from app.schemas import Message, VoteIn
 
@@ -20,7 +20,7 @@ router = SlashAgnosticRouter(prefix="/vote", tags=["votes"])
 )
 async def vote(body: VoteIn, user: CurrentUser, connection: Connection) -> Message:
     """`dir: 1` adds your vote (409 if you already voted); `dir: 0` removes it (404 if there is none)."""
-    post = await get_post_or_404(body.post_id, user, connection)
+    post = await find_visible_post(body.post_id, user.id, connection)
     params = {"user_id": user.id, "post_id": post.id}
     if body.dir == 1:
         try:
