@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
 
+    # FastAPI's built-in OpenTelemetry instrumentation; off unless you export traces
+    # or metrics (it costs a few percent of every request even with nothing configured).
+    TELEMETRY_ENABLED: bool = False
+
     SECRET_KEY: str = ""
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []

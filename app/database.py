@@ -15,6 +15,7 @@ import asyncpg
 from sqlalchemy import Engine, MetaData, NullPool, create_engine, event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
@@ -124,8 +125,10 @@ class Prepared:
     parameter_names: tuple[str, ...]
 
     @classmethod
-    def of(cls, statement: Executable) -> "Prepared":
-        compiled = statement.compile(dialect=_ASYNCPG_DIALECT)  # type: ignore[attr-defined]
+    def of(cls, statement: Executable, postgresql_statement: Executable | None = None) -> "Prepared":
+        """`postgresql_statement`: where the dialects need different constructs (ON CONFLICT)."""
+        for_asyncpg = statement if postgresql_statement is None else postgresql_statement
+        compiled = for_asyncpg.compile(dialect=_ASYNCPG_DIALECT)  # type: ignore[attr-defined]
         return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
 
 
@@ -142,6 +145,9 @@ async def fetch_all(
         rows: Sequence[Mapping[str, Any]] = await raw.driver_connection.fetch(  # type: ignore[union-attr]
             prepared.asyncpg_sql, *(params[name] for name in prepared.parameter_names)
         )
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        # A constraint said no (e.g. the post was deleted mid-statement): the caller decides.
+        raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         # SQLAlchemy did not see this error, so tell its pool to discard the connection
         # (others that died with it are discarded as they fail, or by SQLAlchemy's own

@@ -1,5 +1,6 @@
 """The application: wiring only."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,11 +9,12 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.config import Settings, settings
-from app.database import create_app_engine
+from app.database import DatabaseUnavailable, create_app_engine
 from app.routers import auth, posts, users, votes
 
 logger = logging.getLogger("agora")
@@ -36,10 +38,17 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
             pool_size=app_settings.DATABASE_POOL_SIZE,
             max_overflow=app_settings.DATABASE_MAX_OVERFLOW,
         )
+        # Everything built so far (routes, schemas, statements) lives as long as the
+        # process: keep it out of the garbage collector's full passes, which otherwise
+        # walk it all and showed up as the feed's p99 under load.
+        gc.freeze()
         yield
         await app.state.engine.dispose()
 
-    app = FastAPI(title="Agora", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    telemetry: TelemetryConfig | None = None
+    if not app_settings.TELEMETRY_ENABLED:
+        telemetry = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="Agora", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, telemetry=telemetry)
     if app_settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -51,6 +60,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DBAPIError, database_unavailable)
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
+    app.add_exception_handler(DatabaseUnavailable, database_unavailable)
     for module in (posts, users, auth, votes):
         app.include_router(module.router)
     return app

@@ -7,10 +7,25 @@ request path only binds parameters. Reads return plain rows (no ORM entities).
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Row, Table, bindparam, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Row,
+    String,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -93,6 +108,11 @@ VISIBLE_TO_VIEWER = or_(posts.c.published, posts.c.owner_id == bindparam("viewer
 NEWEST_FIRST = (posts.c.created_at.desc(), posts.c.id.desc())
 
 
+_viewer = users.alias("viewer")
+# The caller's account still exists (its token alone does not prove it).
+VIEWER_EXISTS = exists().where(_viewer.c.id == bindparam("viewer_id"))
+
+
 def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
     """Join the owner and count the votes of an already filtered (and paged) set of posts.
 
@@ -101,8 +121,6 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
     """
     subquery = page.subquery("page")
     vote_count = select(func.count()).select_from(votes).where(votes.c.post_id == subquery.c.id).scalar_subquery()
-    viewer = users.alias("viewer")
-    viewer_exists = exists().where(viewer.c.id == bindparam("viewer_id"))
     return Prepared.of(
         select(
             subquery,
@@ -111,7 +129,7 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
             vote_count.label("votes"),
         )
         .join(users, users.c.id == subquery.c.owner_id)
-        .where(viewer_exists)
+        .where(VIEWER_EXISTS)
         .order_by(subquery.c.created_at.desc(), subquery.c.id.desc())
     )
 
@@ -123,7 +141,12 @@ def _post_page(*, search: bool, keyset: bool) -> Select[Any]:
     if keyset:
         # Strictly after the cursor post in feed order: an index range, however deep.
         cursor = posts.alias("cursor")
-        cursor_created_at = select(cursor.c.created_at).where(cursor.c.id == bindparam("before_id")).scalar_subquery()
+        cursor_created_at = (
+            select(cursor.c.created_at)
+            .where(cursor.c.id == bindparam("before_id"))
+            .where(or_(cursor.c.published, cursor.c.owner_id == bindparam("viewer_id")))
+            .scalar_subquery()
+        )
         page = page.where(tuple_(posts.c.created_at, posts.c.id) < tuple_(cursor_created_at, bindparam("before_id")))
     return page.order_by(*NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("skip"))
 
@@ -138,17 +161,57 @@ LIST_POSTS = {
 POST_DETAIL = _posts_with_owner_and_votes(select(posts).where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER))
 POST_OWNERSHIP = select(posts.c.id, posts.c.owner_id, posts.c.published).where(posts.c.id == bindparam("post_id"))
 
-INSERT_POST = posts.insert().returning(*posts.c)
+_owner = users.alias("owner")
+# One round trip: the new post with its owner, or no row at all when the account is gone.
+CREATE_POST = Prepared.of(
+    insert(posts)
+    .from_select(
+        ["title", "content", "published", "owner_id"],
+        select(
+            bindparam("title", type_=String),
+            bindparam("content", type_=String),
+            bindparam("published", type_=Boolean),
+            users.c.id,
+        ).where(users.c.id == bindparam("viewer_id")),
+    )
+    .returning(
+        *posts.c,
+        # The owner is the viewer (and RETURNING cannot correlate to the new row on SQLite).
+        select(_owner.c.email).where(_owner.c.id == bindparam("viewer_id")).scalar_subquery().label("owner_email"),
+        select(_owner.c.created_at)
+        .where(_owner.c.id == bindparam("viewer_id"))
+        .scalar_subquery()
+        .label("owner_created_at"),
+    )
+)
 UPDATE_POST = update(posts).where(posts.c.id == bindparam("post_id")).returning(*posts.c)
 DELETE_POST = delete(posts).where(posts.c.id == bindparam("post_id"))
 
 # --- votes -------------------------------------------------------------------
 
-INSERT_VOTE = {
-    name: dialect.insert(votes).on_conflict_do_nothing()
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-DELETE_VOTE = delete(votes).where(votes.c.user_id == bindparam("user_id"), votes.c.post_id == bindparam("post_id"))
+# The vote's post, if the viewer may see it and the viewer's account exists.
+_VOTABLE_POST = (
+    select(bindparam("viewer_id", type_=Integer), posts.c.id)
+    .where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER)
+    .where(VIEWER_EXISTS)
+)
+
+
+def _add_vote(dialect: Any) -> Executable:
+    # ON CONFLICT DO NOTHING: a second identical vote (even sent at the same instant)
+    # inserts nothing instead of failing, and the endpoint answers 409.
+    insert_vote = dialect.insert(votes).from_select(["user_id", "post_id"], _VOTABLE_POST)
+    return cast(Executable, insert_vote.on_conflict_do_nothing().returning(votes.c.post_id))
+
+
+# Each returns the post id when it changed something; when not, the endpoint finds out why.
+ADD_VOTE = Prepared.of(_add_vote(sqlite), postgresql_statement=_add_vote(postgresql))
+REMOVE_VOTE = Prepared.of(
+    delete(votes)
+    .where(votes.c.user_id == bindparam("viewer_id"), votes.c.post_id == bindparam("post_id"))
+    .where(exists(_VOTABLE_POST))
+    .returning(votes.c.post_id)
+)
 
 
 def post_with_owner(row: Mapping[Any, Any], owner: dict[str, Any]) -> dict[str, Any]:
@@ -166,5 +229,9 @@ def post_with_owner(row: Mapping[Any, Any], owner: dict[str, Any]) -> dict[str, 
 
 def post_with_votes(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The list/detail shape, from a row of LIST_POSTS or POST_DETAIL."""
-    owner = {"id": row["owner_id"], "email": row["owner_email"], "created_at": row["owner_created_at"]}
-    return {"Post": post_with_owner(row, owner), "votes": row["votes"]}
+    return {"Post": post_with_owner(row, owner_from(row)), "votes": row["votes"]}
+
+
+def owner_from(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """The embedded owner, from a row that carries owner_email and owner_created_at."""
+    return {"id": row["owner_id"], "email": row["owner_email"], "created_at": row["owner_created_at"]}

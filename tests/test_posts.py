@@ -716,3 +716,65 @@ def test_one_post_works_with_and_without_the_trailing_slash(
     assert patched.json()["title"] == "c"
     deleted = client.delete(path, headers=author.headers, follow_redirects=False)
     assert deleted.status_code == 204
+
+
+# --- keyset paging (before_id) ----------------------------------------------------
+
+
+def test_keyset_pages_walk_the_whole_feed_in_order(
+    client: TestClient, make_account: Callable[..., Account], sql: Connection
+) -> None:
+    author, reader = make_account(), make_account()
+    ids = [new_post(client, author, title=f"post {i}")["id"] for i in range(23)]
+    hidden = new_post(client, author, title="draft", published=False)["id"]
+    # Several posts share each instant, so the id must break ties across pages too.
+    sql.execute(text("UPDATE posts SET created_at = :at WHERE id % 3 = 0"), {"at": "2026-01-01 00:00:00"})
+
+    everything = [item["Post"]["id"] for item in client.get("/posts/?limit=100", headers=reader.headers).json()]
+    walked: list[int] = []
+    before_id: int | None = None
+    while True:
+        params: dict[str, int] = {"limit": 5, **({"before_id": before_id} if before_id else {})}
+        page = client.get("/posts/", params=params, headers=reader.headers)
+        assert page.status_code == 200, page.text
+        page_ids = [item["Post"]["id"] for item in page.json()]
+        if not page_ids:
+            break
+        walked += page_ids
+        before_id = page_ids[-1]
+    assert walked == everything
+    assert sorted(walked) == sorted(ids) and hidden not in walked
+
+
+def test_keyset_paging_combines_with_search(client: TestClient, make_account: Callable[..., Account]) -> None:
+    author = make_account()
+    matching = [new_post(client, author, title=f"needle {i}")["id"] for i in range(4)]
+    new_post(client, author, title="haystack")
+    first = client.get("/posts/", params={"search": "NEEDLE", "limit": 2}, headers=author.headers).json()
+    rest = client.get(
+        "/posts/", params={"search": "needle", "before_id": first[-1]["Post"]["id"]}, headers=author.headers
+    ).json()
+    assert [p["Post"]["id"] for p in first + rest] == sorted(matching, reverse=True)
+
+
+@pytest.mark.parametrize("cursor", ["missing", "someone else's draft", "beyond any id"])
+def test_a_cursor_you_cannot_see_is_422_not_an_empty_page(
+    client: TestClient, make_account: Callable[..., Account], cursor: str
+) -> None:
+    author, reader = make_account(), make_account()
+    new_post(client, author, title="visible")
+    draft = new_post(client, author, title="draft", published=False)["id"]
+    before_id = {"missing": draft + 1000, "someone else's draft": draft, "beyond any id": 2**40}[cursor]
+    response = client.get("/posts/", params={"before_id": before_id}, headers=reader.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "before_id"]
+
+
+def test_the_oldest_post_as_cursor_gives_an_empty_page(
+    client: TestClient, make_account: Callable[..., Account]
+) -> None:
+    author = make_account()
+    oldest = new_post(client, author, title="first")["id"]
+    new_post(client, author, title="second")
+    response = client.get("/posts/", params={"before_id": oldest}, headers=author.headers)
+    assert response.status_code == 200 and response.json() == []

@@ -15,6 +15,7 @@ from app.deps import (
     OwnedPost,
     PostId,
     TokenUserId,
+    credentials_error,
     ensure_account_exists,
     find_visible_post,
     owner_of,
@@ -85,10 +86,13 @@ async def check_cursor(before_id: int, viewer_id: int, connection: AsyncConnecti
 @router.post(
     "/", status_code=status.HTTP_201_CREATED, response_model=PostOut, summary="Create a post", responses=responses(401)
 )
-async def create_post(body: PostCreate, user: CurrentUser, connection: Connection) -> dict[str, Any]:
+async def create_post(body: PostCreate, viewer_id: TokenUserId, connection: Connection) -> Response:
     """Publish (or draft) a post; you are its owner."""
-    row = (await connection.execute(queries.INSERT_POST, {**body.model_dump(), "owner_id": user.id})).one()
-    return queries.post_with_owner(row._mapping, owner_of(user))
+    rows = await fetch_all(connection, queries.CREATE_POST, {**body.model_dump(), "viewer_id": viewer_id})
+    if not rows:  # the token's account no longer exists
+        raise credentials_error()
+    post = queries.post_with_owner(rows[0], queries.owner_from(rows[0]))
+    return json_response(post, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("/{post_id}", response_model=PostWithVotes, summary="Get a post", responses=responses(401, 404))

@@ -1,11 +1,13 @@
 """Votes: one per user and post."""
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from app import queries
-from app.deps import Connection, CurrentUser, find_visible_post, post_not_found
-from app.routing import SlashAgnosticRouter, responses
+from app.database import fetch_all
+from app.deps import Connection, TokenUserId, find_visible_post, get_current_user
+from app.models import MAX_ROW_ID
+from app.routing import SlashAgnosticRouter, json_response, responses
 from app.schemas import Message, VoteIn
 
 router = SlashAgnosticRouter(prefix="/vote", tags=["votes"])
@@ -18,19 +20,22 @@ router = SlashAgnosticRouter(prefix="/vote", tags=["votes"])
     summary="Vote or take a vote back",
     responses=responses(401, 404, 409),
 )
-async def vote(body: VoteIn, user: CurrentUser, connection: Connection) -> Message:
+async def vote(body: VoteIn, viewer_id: TokenUserId, connection: Connection) -> Response:
     """`dir: 1` adds your vote (409 if you already voted); `dir: 0` removes it (404 if there is none)."""
-    post = await find_visible_post(body.post_id, user.id, connection)
-    params = {"user_id": user.id, "post_id": post.id}
-    if body.dir == 1:
+    params = {"viewer_id": viewer_id, "post_id": body.post_id}
+    if body.post_id <= MAX_ROW_ID:
         try:
-            result = await connection.execute(queries.INSERT_VOTE[connection.dialect.name], params)
-        except IntegrityError:  # the post was deleted after we looked it up
-            raise post_not_found(post.id) from None
-        if result.rowcount == 0:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {user.id} has already voted on post {post.id}")
-        return Message(message="successfully added vote")
-    result = await connection.execute(queries.DELETE_VOTE, params)
-    if result.rowcount == 0:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="vote does not exist")
-    return Message(message="successfully deleted vote")
+            changed = await fetch_all(connection, queries.ADD_VOTE if body.dir == 1 else queries.REMOVE_VOTE, params)
+        except IntegrityError:  # the post was deleted while we voted: explained below as 404
+            changed = []
+        if changed:
+            message = "successfully added vote" if body.dir == 1 else "successfully deleted vote"
+            return json_response({"message": message}, status_code=status.HTTP_201_CREATED)
+    # Nothing changed: find out why, in the order a client would want to hear it.
+    await get_current_user(viewer_id, connection)  # 401: the account is gone
+    await find_visible_post(body.post_id, viewer_id, connection)  # 404: no such post (for you)
+    if body.dir == 1:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"user {viewer_id} has already voted on post {body.post_id}"
+        )
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail="vote does not exist")

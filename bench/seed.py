@@ -1,0 +1,216 @@
+"""Load a large dataset into a PostgreSQL database built by Agora's migration chain.
+
+    .venv/bin/python bench/seed.py --database-url postgresql://postgres@127.0.0.1:5440/agora_large
+    .venv/bin/python bench/seed.py --database-url ... --users 100 --posts 1000 --votes 5000
+
+Everything is generated server-side with generate_series (no row-by-row traffic), so
+the default 10,000 users / 1,000,000 posts / 5,000,000 votes load in well under a
+minute. The database is first upgraded to head, then emptied (TRUNCATE), then loaded
+and analysed. Deterministic: the same arguments give the same rows.
+
+- users: user<i>@example.com, all with the password `password123` (one Argon2id hash
+  with the production cost, computed once).
+- posts: four-word titles from a 64-word vocabulary (each word in about 6 % of titles,
+  so searches hit realistically), created one second apart in id order, owners spread
+  over all users; `--draft-every N` makes every Nth post a draft (default 0: none, so
+  the data matches the shared limit server's, which has no drafts).
+- votes: distinct (user, post) pairs, every user voting on votes/users posts.
+"""
+
+import argparse
+import sys
+import time
+
+import psycopg
+
+from app.config import driver_urls
+from app.migrations import upgrade_to_head
+from app.security import hash_password
+
+WORDS = [
+    "amber",
+    "basil",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "garnet",
+    "harbor",
+    "iris",
+    "jasper",
+    "kestrel",
+    "lagoon",
+    "meadow",
+    "nectar",
+    "onyx",
+    "pepper",
+    "quartz",
+    "raven",
+    "sable",
+    "tundra",
+    "umber",
+    "violet",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "acorn",
+    "birch",
+    "cobalt",
+    "dune",
+    "eagle",
+    "fern",
+    "python",
+    "rust",
+    "golang",
+    "kotlin",
+    "swift",
+    "ruby",
+    "haskell",
+    "scala",
+    "elixir",
+    "erlang",
+    "ocaml",
+    "fastapi",
+    "django",
+    "flask",
+    "postgres",
+    "redis",
+    "kafka",
+    "docker",
+    "linux",
+    "debian",
+    "ubuntu",
+    "alpine",
+    "nginx",
+    "mango",
+    "tango",
+    "lemon",
+    "peach",
+    "plum",
+    "cherry",
+    "grape",
+    "melon",
+    "olive",
+]
+assert len(WORDS) == 64
+
+PASSWORD = "password123"
+
+
+def log(message: str, started: float) -> None:
+    print(f"[seed {time.time() - started:6.1f}s] {message}", flush=True)
+
+
+def seed(database_url: str, users: int, posts: int, votes: int, draft_every: int = 0) -> None:
+    started = time.time()
+    votes_per_user = -(-votes // users) if votes else 0
+    if votes_per_user > posts:
+        sys.exit(f"cannot cast {votes} distinct votes: {users} users x {posts} posts is too few")
+
+    log("upgrading the database to head", started)
+    upgrade_to_head(database_url)
+    sync_url = driver_urls(database_url)[0].set(drivername="postgresql")
+    if sync_url.get_backend_name() != "postgresql":
+        sys.exit("the seeder needs PostgreSQL (it generates rows with generate_series)")
+    dsn = sync_url.render_as_string(hide_password=False)
+    password_hash = hash_password(PASSWORD)
+
+    # One transaction: if anything fails, the schema and its constraints are as before.
+    with psycopg.connect(dsn) as connection:
+        connection.execute("TRUNCATE votes, posts, users RESTART IDENTITY CASCADE")
+        restore = drop_constraints_and_indexes(connection)
+        log(f"tables emptied; {len(restore)} constraints and indexes set aside for the load", started)
+        connection.execute(
+            """
+            INSERT INTO users (email, password, created_at)
+            SELECT 'user' || i || '@example.com', %(hash)s,
+                   timestamptz '2025-01-01 00:00:00+00' + i * interval '1 second'
+            FROM generate_series(1::bigint, %(users)s) AS i
+            """,
+            {"hash": password_hash, "users": users},
+        )
+        log(f"{users:,} users loaded", started)
+        # Four words picked by multiplicative hashing of the id: deterministic, evenly spread.
+        connection.execute(
+            """
+            INSERT INTO posts (title, content, published, created_at, owner_id)
+            SELECT w[1 + (i * 7) %% 64] || ' ' || w[1 + (i * 13 / 7) %% 64] || ' '
+                   || w[1 + (i * 31 / 11) %% 64] || ' ' || w[1 + (i * 101 / 53) %% 64],
+                   'Post number ' || i || ' says something about ' || w[1 + (i * 17) %% 64] || '.',
+                   %(draft_every)s = 0 OR i %% %(draft_every)s <> 0,
+                   timestamptz '2025-02-01 00:00:00+00' + i * interval '1 second',
+                   1 + (i * 7919) %% %(users)s
+            FROM generate_series(1::bigint, %(posts)s) AS i, (SELECT %(words)s::text[] AS w) AS vocabulary
+            """,
+            {"users": users, "posts": posts, "words": WORDS, "draft_every": draft_every},
+        )
+        log(f"{posts:,} posts loaded", started)
+        if votes:
+            # User u votes on posts start(u) + j * stride for j < votes_per_user: distinct per user.
+            stride = max(1, posts // votes_per_user)
+            connection.execute(
+                """
+                INSERT INTO votes (user_id, post_id)
+                SELECT 1 + k %% %(users)s,
+                       1 + ((1 + k %% %(users)s) * 7919 + (k / %(users)s) * %(stride)s) %% %(posts)s
+                FROM generate_series(0::bigint, %(votes)s - 1) AS k
+                """,
+                {"users": users, "posts": posts, "votes": votes, "stride": stride},
+            )
+            log(f"{votes:,} votes loaded", started)
+        for statement in restore:
+            connection.execute(statement)  # type: ignore[arg-type]
+        log("constraints and indexes rebuilt", started)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for table in ("users", "posts", "votes"):
+            connection.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
+        log("analysed; done", started)
+
+
+def drop_constraints_and_indexes(connection: psycopg.Connection) -> list[str]:
+    """Drop what slows a bulk load (foreign keys, the votes key, secondary indexes).
+
+    Returns the statements that recreate them exactly, read from PostgreSQL's own
+    catalog, so the schema after the load is the migrated schema.
+    """
+    constraints = connection.execute(
+        """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid IN ('posts'::regclass, 'votes'::regclass)
+          AND (contype = 'f' OR (contype = 'p' AND conrelid = 'votes'::regclass))
+        """
+    ).fetchall()
+    indexes = connection.execute(
+        """
+        SELECT i.indexname, i.indexdef FROM pg_indexes i
+        WHERE i.schemaname = current_schema() AND i.tablename IN ('posts', 'votes')
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)
+        """
+    ).fetchall()
+    for name, _definition in indexes:
+        connection.execute(f'DROP INDEX "{name}"')  # type: ignore[arg-type]
+    for table, name, _definition in constraints:
+        connection.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')  # type: ignore[arg-type]
+    # Keys before foreign keys, then indexes.
+    ordered = sorted(constraints, key=lambda c: not c[2].startswith("PRIMARY KEY"))
+    return [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for table, name, definition in ordered] + [
+        definition for _name, definition in indexes
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url", required=True, help="postgresql://... (its name is not checked: it is emptied)"
+    )
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--votes", type=int, default=5_000_000)
+    parser.add_argument("--draft-every", type=int, default=0, help="every Nth post is unpublished (0: none)")
+    args = parser.parse_args()
+    seed(args.database_url, args.users, args.posts, args.votes, args.draft_every)
+
+
+if __name__ == "__main__":
+    main()
