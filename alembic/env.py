@@ -16,10 +16,11 @@ import warnings
 from logging.config import fileConfig
 from typing import Any
 
-from alembic import context
+from alembic import context, util
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
 from app import models  # noqa: F401  (registers every table on Base.metadata)
 from app.config import driver_urls, settings
@@ -39,6 +40,7 @@ warnings.filterwarnings("ignore", message="Skipped unsupported reflection of exp
 
 # Any constant works; this one spells "agora" in ASCII.
 MIGRATION_LOCK_KEY = 0x61676F7261
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 
 
 def database_url() -> URL:
@@ -129,13 +131,26 @@ def run_migrations_on(connection: Connection) -> None:
     hooks: dict[str, Any] = {}
     if is_postgresql:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        # Every revision waits at most this long for a table lock, then fails cleanly,
+        # instead of queueing the application's traffic behind its ALTER/CREATE INDEX.
+        connection.execute(text(f"SET lock_timeout = {int(settings.MIGRATION_LOCK_TIMEOUT_MS)}"))
         connection.commit()
     elif connection.dialect.name == "sqlite":
         hooks["on_version_apply"] = [SqliteIdCounters(connection).restore]
     try:
         configure(connection=connection, **hooks)
         with context.begin_transaction():
-            context.run_migrations()
+            try:
+                context.run_migrations()
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                raise util.CommandError(
+                    f"A revision could not lock its table within {settings.MIGRATION_LOCK_TIMEOUT_MS} ms: "
+                    "long transactions or heavy traffic hold it. That revision was rolled back (`alembic "
+                    "current` shows where the database stands); run the upgrade again later, or raise "
+                    "MIGRATION_LOCK_TIMEOUT_MS."
+                ) from exc
     finally:
         if is_postgresql:
             if connection.in_transaction():

@@ -6,11 +6,11 @@ Production: run `alembic upgrade head` once as its own step, then
 """
 
 import argparse
-import logging
 import os
 
 import uvicorn
 
+from app.middleware import configure_logging
 from app.migrations import upgrade_to_head
 
 
@@ -20,9 +20,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (production: one per core)")
     parser.add_argument("--no-migrate", action="store_true", help="do not upgrade the database first")
-    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--no-access-log", action="store_true", help="same as ACCESS_LOG_ENABLED=false")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(message)s")
+    if args.no_access_log:
+        os.environ["ACCESS_LOG_ENABLED"] = "false"  # read by the workers' Settings
+    configure_logging()  # for the migration step; each worker configures its own
     if not args.no_migrate:
         upgrade_to_head()
     print(f"Agora: http://{args.host}:{args.port}  (docs at /docs)", flush=True)
@@ -31,7 +33,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=not args.no_access_log,
+        access_log=False,  # the app writes its own structured access log (app/middleware.py)
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
     )

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     # serves, and workers x (pool + overflow) below PostgreSQL's max_connections.
     DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    # Fail fast when PostgreSQL is down, stalled or slow: waiting for a pooled
+    # connection, opening one, and any single statement are all bounded.
+    DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
+    DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
+    DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=1)
+    # How long a migration waits for a table lock before giving up cleanly (PostgreSQL).
+    MIGRATION_LOCK_TIMEOUT_MS: int = Field(default=3000, ge=1)
 
     # FastAPI's built-in OpenTelemetry instrumentation; off unless you export traces
     # or metrics (it costs a few percent of every request even with nothing configured).
@@ -65,6 +72,16 @@ class Settings(BaseSettings):
     SECRET_KEY: str = ""
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    MAX_REQUEST_BODY_BYTES: int = Field(default=256 * 1024, ge=1024)
+    ACCESS_LOG_ENABLED: bool = True
+
+    # Brute-force protection (per process: see app/ratelimit.py). Off for benchmarks
+    # and black-box runs that log in many users from one address.
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=1)
+    RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT: int = Field(default=5, ge=1)
+    RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS: int = Field(default=20, ge=1)
+    RATE_LIMIT_REGISTRATIONS_PER_ADDRESS: int = Field(default=10, ge=1)
 
     # Argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     # Tests lower them, nothing else should.

@@ -37,16 +37,31 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_app_engine(url: URL | str, *, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
-    """The request-path engine: async, AUTOCOMMIT, SQLite foreign keys ON."""
+def create_app_engine(
+    url: URL | str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+    pool_timeout: float = 5,
+    connect_timeout: float = 5,
+    statement_timeout_ms: int = 5000,
+) -> AsyncEngine:
+    """The request-path engine: async, AUTOCOMMIT, bounded waits, SQLite foreign keys ON."""
     url = make_url(url)
     # No pre-ping (it would cost a round trip per request): a connection that turns
     # out dead fails its request with 503 and SQLAlchemy then recycles the whole pool.
-    kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+    kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_timeout": pool_timeout}
     if url.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     else:
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+        kwargs["connect_args"] = {
+            "timeout": connect_timeout,
+            # The server cancels a statement running longer than this; the client gives
+            # up a second later (covers a server that stopped answering altogether).
+            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            "command_timeout": statement_timeout_ms / 1000 + 1,
+        }
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_app_connection)
@@ -148,7 +163,7 @@ async def fetch_all(
     except asyncpg.IntegrityConstraintViolationError as exc:
         # A constraint said no (e.g. the post was deleted mid-statement): the caller decides.
         raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         # SQLAlchemy did not see this error, so tell its pool to discard the connection
         # (others that died with it are discarded as they fail, or by SQLAlchemy's own
         # disconnect handling on the next statement it runs).

@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import queries
 from app.config import settings
+from app.database import DatabaseUnavailable
 from app.models import MAX_ROW_ID
 from app.queries import AnyRow
+from app.ratelimit import RateLimits, SlidingWindowLimiter
 from app.schemas import MAX_ID
 from app.security import user_id_from_token
 
@@ -19,11 +21,42 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="login")
 
 async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """One pooled AUTOCOMMIT connection per request, shared by all its dependencies."""
-    async with request.app.state.engine.connect() as connection:
+    connection = request.app.state.engine.connect()
+    try:
+        await connection.start()
+    except (OSError, TimeoutError) as exc:  # refused, unreachable, or no answer in time
+        raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+    try:
         yield connection
+    finally:
+        await connection.close()
 
 
 Connection = Annotated[AsyncConnection, Depends(get_connection)]
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address (uvicorn takes it from X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+def enforce_rate_limit(limiter: SlidingWindowLimiter | None, key: str, what: str) -> None:
+    """429 with Retry-After when `key` has used up its allowance (no-op when limits are off)."""
+    retry_after = limiter.retry_after(key) if limiter is not None else None
+    if retry_after is not None:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"Too many {what}; try again in {retry_after} seconds",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def rate_limits(request: Request) -> RateLimits | None:
+    limits: RateLimits | None = request.app.state.rate_limits
+    return limits
+
+
+RateLimitsDep = Annotated[RateLimits | None, Depends(rate_limits)]
 
 
 def credentials_error(detail: str = "Could not validate credentials") -> HTTPException:

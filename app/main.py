@@ -15,7 +15,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.config import Settings, settings
 from app.database import DatabaseUnavailable, create_app_engine
-from app.routers import auth, posts, users, votes
+from app.middleware import RequestContextMiddleware, configure_logging
+from app.migrations import head_revision
+from app.ratelimit import RateLimits, SlidingWindowLimiter
+from app.routers import auth, health, posts, users, votes
 
 logger = logging.getLogger("agora")
 
@@ -28,6 +31,7 @@ write posts and vote on them. Use **Authorize** with your email as the username.
 def create_app(app_settings: Settings = settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging()  # here, so that every worker process logs the same way
         if app_settings.secret_key_is_ephemeral:
             logger.warning(
                 "SECRET_KEY is missing or weak: using a random key for this process only. Tokens will not "
@@ -37,7 +41,11 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
             app_settings.async_database_url,
             pool_size=app_settings.DATABASE_POOL_SIZE,
             max_overflow=app_settings.DATABASE_MAX_OVERFLOW,
+            pool_timeout=app_settings.DATABASE_POOL_TIMEOUT_SECONDS,
+            connect_timeout=app_settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+            statement_timeout_ms=app_settings.DATABASE_STATEMENT_TIMEOUT_MS,
         )
+        app.state.head_revision = head_revision()
         # Everything built so far (routes, schemas, statements) lives as long as the
         # process: keep it out of the garbage collector's full passes, which otherwise
         # walk it all and showed up as the feed's p99 under load.
@@ -49,6 +57,9 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     if not app_settings.TELEMETRY_ENABLED:
         telemetry = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(title="Agora", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, telemetry=telemetry)
+    app.state.settings = app_settings
+    app.state.rate_limits = rate_limits(app_settings)
+    # Middleware added last runs first: request context (and body limit), then CORS.
     if app_settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -57,13 +68,30 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=app_settings.MAX_REQUEST_BODY_BYTES,
+        access_log=app_settings.ACCESS_LOG_ENABLED,
+    )
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DBAPIError, database_unavailable)
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
     app.add_exception_handler(DatabaseUnavailable, database_unavailable)
-    for module in (posts, users, auth, votes):
+    app.add_exception_handler(TimeoutError, database_unavailable)
+    for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
     return app
+
+
+def rate_limits(app_settings: Settings) -> RateLimits | None:
+    if not app_settings.RATE_LIMIT_ENABLED:
+        return None
+    window = app_settings.RATE_LIMIT_WINDOW_SECONDS
+    return RateLimits(
+        failed_logins_per_address=SlidingWindowLimiter(app_settings.RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS, window),
+        failed_logins_per_account=SlidingWindowLimiter(app_settings.RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT, window),
+        registrations_per_address=SlidingWindowLimiter(app_settings.RATE_LIMIT_REGISTRATIONS_PER_ADDRESS, window),
+    )
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:

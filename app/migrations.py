@@ -2,6 +2,7 @@
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from app.config import REPO_ROOT
@@ -27,3 +28,10 @@ def alembic_config(database_url: str | URL | None = None) -> Config:
 def upgrade_to_head(database_url: str | URL | None = None) -> None:
     """Bring the database up to the newest revision (a no-op when it is already there)."""
     command.upgrade(alembic_config(database_url), "head")
+
+
+def head_revision() -> str:
+    """The newest revision of the chain (what /ready expects the database to be at)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the migration chain is empty"
+    return head

@@ -42,6 +42,9 @@ os.environ.update(
     ARGON2_TIME_COST="1",
     ARGON2_MEMORY_COST_KIB="8",
     ARGON2_PARALLELISM="1",
+    # Tests of other things log in many times from one address; tests/test_hardening.py
+    # builds apps with the limits on.
+    RATE_LIMIT_ENABLED="false",
 )
 
 from app.config import driver_urls  # noqa: E402

@@ -20,11 +20,14 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -37,7 +40,7 @@ from sqlalchemy import Connection, Engine, NullPool, create_engine, event, inspe
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 import app.models  # noqa: F401  (puts every table on Base.metadata)
-from app.config import REPO_ROOT, driver_urls
+from app.config import REPO_ROOT, driver_urls, settings
 from app.database import Base, create_migration_engine, include_object
 from app.migrations import alembic_config
 
@@ -680,3 +683,43 @@ def test_case_duplicate_emails_stop_the_upgrade_with_a_message(empty_database: C
     with engine.connect() as connection:
         assert len(table_dump(connection, "users")) == 2
     engine.dispose()
+
+
+# --- migrations under traffic: bounded lock waits ---------------------------------
+
+
+@needs_postgresql
+def test_a_migration_blocked_by_a_long_transaction_gives_up_cleanly(empty_database: Callable[[], str]) -> None:
+    url = empty_database()
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    head = chain()[-1]
+    dsn = driver_urls(url)[0].set(drivername="postgresql").render_as_string(hide_password=False)
+    lock_timeout = settings.MIGRATION_LOCK_TIMEOUT_MS / 1000
+    with psycopg.connect(dsn) as long_reader, psycopg.connect(dsn, autocommit=True) as traffic:
+        long_reader.execute("SELECT count(*) FROM posts")  # holds ACCESS SHARE until it ends
+        reader_waited: list[float] = []
+
+        def read_while_the_migration_waits() -> None:
+            time.sleep(0.5)
+            started = time.perf_counter()
+            traffic.execute("SELECT count(*) FROM posts")
+            reader_waited.append(time.perf_counter() - started)
+
+        reader = threading.Thread(target=read_while_the_migration_waits)
+        reader.start()
+        started = time.perf_counter()
+        with pytest.raises(CommandError, match="could not lock its table"):
+            command.downgrade(config, "-1")  # drops indexes: needs ACCESS EXCLUSIVE on posts
+        gave_up_after = time.perf_counter() - started
+        reader.join()
+        long_reader.rollback()
+    assert gave_up_after < lock_timeout + 2
+    # Traffic queued behind the waiting migration for at most its lock timeout, not for as long
+    # as the long transaction lasted.
+    assert reader_waited and reader_waited[0] < lock_timeout + 1
+    engine = migration_engine(url)
+    assert current_revisions(engine) == [head]
+    engine.dispose()
+    command.downgrade(config, "-1")  # nothing in the way any more
+    command.upgrade(config, "head")

@@ -21,8 +21,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("patch", "/posts/{post_id}"): ("200", {"401", "403", "404", "422"}),
     ("delete", "/posts/{post_id}"): ("204", {"401", "403", "404", "422"}),
     ("post", "/vote"): ("201", {"401", "404", "409", "422"}),
+    ("get", "/health"): ("200", set()),
+    ("get", "/ready"): ("200", {"503"}),
 }
-PUBLIC_OPERATIONS = {("post", "/users"), ("post", "/login")}
+PUBLIC_OPERATIONS = {("post", "/users"), ("post", "/login"), ("get", "/health"), ("get", "/ready")}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
 

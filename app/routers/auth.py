@@ -3,13 +3,13 @@
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Form
+from fastapi import Form, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, StringConstraints
 
 from app import queries
 from app.config import settings
-from app.deps import Connection, credentials_error
+from app.deps import Connection, RateLimitsDep, client_address, credentials_error, enforce_rate_limit
 from app.routing import SlashAgnosticRouter, responses
 from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token, email_address
 from app.security import create_access_token, spend_password_check_time, verify_password
@@ -38,17 +38,31 @@ def login_email(typed: str) -> str:
         return typed.strip()  # cannot be one of ours, but accounts adopted from elsewhere may be
 
 
-@router.post("/login", response_model=Token, summary="Log in", responses=responses(401))
-async def login(form: Annotated[LoginForm, Form()], connection: Connection) -> Token:
+@router.post("/login", response_model=Token, summary="Log in", responses=responses(401, 429))
+async def login(
+    form: Annotated[LoginForm, Form()], request: Request, limits: RateLimitsDep, connection: Connection
+) -> Token:
     """Exchange email and password for a bearer token."""
-    user = (await connection.execute(queries.USER_FOR_LOGIN, {"email": form.username.strip()})).one_or_none()
+    email = login_email(form.username)
+    address, account = client_address(request), email.lower()
+    if limits is not None:
+        # Checked before any hashing: a refused attempt costs the server nothing.
+        enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
+        enforce_rate_limit(limits.failed_logins_per_account, account, "failed logins for this account")
+    user = (await connection.execute(queries.USER_FOR_LOGIN, {"email": email})).one_or_none()
     if user is None:
         # Same work as a wrong password, so timing does not reveal who has an account.
         await run_in_threadpool(spend_password_check_time, form.password)
+        valid, new_hash = False, None
+    else:
+        valid, new_hash = await run_in_threadpool(verify_password, form.password, user.password)
+    if user is None or not valid:
+        if limits is not None:
+            limits.failed_logins_per_address.hit(address)
+            limits.failed_logins_per_account.hit(account)
         raise credentials_error("Invalid credentials")
-    valid, new_hash = await run_in_threadpool(verify_password, form.password, user.password)
-    if not valid:
-        raise credentials_error("Invalid credentials")
+    if limits is not None:
+        limits.failed_logins_per_account.reset(account)
     if new_hash is not None:
         # An old bcrypt hash (or outdated Argon2 cost) is replaced now that we know the password.
         await connection.execute(queries.SET_PASSWORD_HASH, {"user_id": user.id, "new_hash": new_hash})

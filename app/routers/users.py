@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import HTTPException, Path, status
+from fastapi import HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from app import queries
-from app.deps import Connection, CurrentUser
+from app.deps import Connection, CurrentUser, RateLimitsDep, client_address, enforce_rate_limit
 from app.models import MAX_ROW_ID
 from app.routing import SlashAgnosticRouter, responses
 from app.schemas import MAX_ID, UserCreate, UserMe, UserOut
@@ -16,10 +16,16 @@ router = SlashAgnosticRouter(prefix="/users", tags=["users"])
 
 
 @router.post(
-    "/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Register", responses=responses(409)
+    "/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Register", responses=responses(409, 429)
 )
-async def create_user(body: UserCreate, connection: Connection) -> dict[str, object]:
+async def create_user(
+    body: UserCreate, request: Request, limits: RateLimitsDep, connection: Connection
+) -> dict[str, object]:
     """Create an account; the email must not be registered yet (compared case-insensitively)."""
+    if limits is not None:
+        address = client_address(request)
+        enforce_rate_limit(limits.registrations_per_address, address, "registrations from your address")
+        limits.registrations_per_address.hit(address)
     # Hashing is deliberately slow: keep it off the event loop.
     password_hash = await run_in_threadpool(hash_password, body.password)
     insert = queries.INSERT_USER[connection.dialect.name]

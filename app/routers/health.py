@@ -1,0 +1,44 @@
+"""Health checks for load balancers and orchestrators."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+router = APIRouter(tags=["health"])
+
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Not ready: the database is unreachable or not at the newest revision"}
+}
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> dict[str, str]:
+    """The process is up and serving; the database is not consulted."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness", responses=HEALTH_RESPONSES)
+async def ready(request: Request) -> JSONResponse:
+    """The database answers and its schema is at the newest revision; 503 with the reason otherwise."""
+    expected = request.app.state.head_revision
+    try:
+        async with request.app.state.engine.connect() as connection:
+            try:
+                current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                current = []  # reachable, but never migrated
+    except (DBAPIError, OSError, TimeoutError, PoolTimeoutError) as exc:
+        detail = f"database unreachable ({type(exc).__name__})"
+        return JSONResponse({"status": "unavailable", "detail": detail}, status.HTTP_503_SERVICE_UNAVAILABLE)
+    if current != [expected]:
+        detail = (
+            f"database schema at {', '.join(current) or 'no revision'}, expected {expected}: run alembic upgrade head"
+        )
+        return JSONResponse({"status": "unavailable", "detail": detail}, status.HTTP_503_SERVICE_UNAVAILABLE)
+    return JSONResponse({"status": "ok", "revision": expected})

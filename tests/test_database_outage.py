@@ -1,0 +1,216 @@
+"""When PostgreSQL goes away, stalls, or runs a migration, the API answers fast and loses nothing.
+
+These tests own their PostgreSQL: a throwaway cluster started with the server
+binaries of this machine, so they can stop, freeze and restart it. They run in the
+PostgreSQL pass of the suite (TEST_DATABASE_URL), where those binaries exist.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import PASSWORD, needs_postgresql
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.migrations import upgrade_to_head
+
+pytestmark = needs_postgresql
+
+TIMEOUT_SECONDS = 2  # connect and statement timeouts of the app under test
+
+
+def _server_binaries() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
+    return candidates[0].parent if candidates else None
+
+
+@dataclass
+class OwnPostgres:
+    bin: Path
+    data: Path
+    port: int
+    log: Path
+    as_postgres: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/outage_test"
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_postgres, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.ctl("-o", options, "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "stop")
+
+    def processes(self) -> list[int]:
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    binaries = _server_binaries()
+    if binaries is None or shutil.which("pgrep") is None:
+        pytest.skip("needs the PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+    home = Path(tempfile.mkdtemp(prefix="agora-outage-"))
+    home.chmod(0o755)
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(home, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    server = OwnPostgres(binaries, home / "data", _free_port(), home / "postgres.log", as_postgres)
+    subprocess.run(
+        [*as_postgres, str(binaries / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    server.start()
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres", autocommit=True) as connection:
+        connection.execute("CREATE DATABASE outage_test")
+    upgrade_to_head(server.url)
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            [*as_postgres, str(binaries / "pg_ctl"), "-D", str(server.data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def api(own_postgres: OwnPostgres) -> Iterator[TestClient]:
+    settings = Settings(
+        DATABASE_URL=own_postgres.url,
+        DATABASE_CONNECT_TIMEOUT_SECONDS=TIMEOUT_SECONDS,
+        DATABASE_POOL_TIMEOUT_SECONDS=TIMEOUT_SECONDS,
+        DATABASE_STATEMENT_TIMEOUT_MS=TIMEOUT_SECONDS * 1000,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _token(api: TestClient) -> dict[str, str]:
+    assert api.post("/users/", json={"email": "writer@example.com", "password": PASSWORD}).status_code == 201
+    login = api.post("/login", data={"username": "writer@example.com", "password": PASSWORD})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@dataclass
+class Writer:
+    """Creates posts one after another, remembering what each request answered and how long it took."""
+
+    api: TestClient
+    headers: dict[str, str]
+    answers: list[tuple[int, float, int | None]] = field(default_factory=list)  # (status, seconds, post id)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            started = time.perf_counter()
+            response = self.api.post("/posts/", json={"title": f"post {n}", "content": "x"}, headers=self.headers)
+            post_id = response.json()["id"] if response.status_code == 201 else None
+            self.answers.append((response.status_code, time.perf_counter() - started, post_id))
+            time.sleep(0.02)
+
+    def statuses(self) -> set[int]:
+        return {status for status, _, _ in self.answers}
+
+
+def _run_while(writer: Writer, trouble: Callable[[], None]) -> None:
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        trouble()
+        deadline = time.monotonic() + 20
+        # The service must recover by itself: wait for fresh successes after the trouble.
+        seen = len(writer.answers)
+        while time.monotonic() < deadline:
+            if sum(1 for status, _, _ in writer.answers[seen:] if status == 201) >= 5:
+                break
+            time.sleep(0.1)
+    finally:
+        writer.stop.set()
+        thread.join()
+
+
+def _stored_post_ids(url: str) -> set[int]:
+    with psycopg.connect(url) as connection:
+        return {row[0] for row in connection.execute("SELECT id FROM posts")}
+
+
+def test_a_restart_gives_fast_503s_then_recovers_and_loses_no_acknowledged_write(
+    own_postgres: OwnPostgres, api: TestClient
+) -> None:
+    writer = Writer(api, _token(api))
+
+    def restart() -> None:
+        own_postgres.stop()
+        time.sleep(2)  # long enough for many requests to meet a dead database
+        own_postgres.start()
+
+    _run_while(writer, restart)
+
+    assert writer.statuses() <= {201, 503}, writer.statuses()
+    assert 503 in writer.statuses(), "the outage was not observed"
+    assert writer.answers[-1][0] == 201, "the service did not recover by itself"
+    slowest = max(seconds for _, seconds, _ in writer.answers)
+    assert slowest < TIMEOUT_SECONDS * 2 + 1, f"a request hung for {slowest:.1f} s"
+    acknowledged = {post_id for status, _, post_id in writer.answers if status == 201}
+    assert acknowledged <= _stored_post_ids(own_postgres.url)
+
+
+def test_a_stalled_server_gives_503_within_the_timeout_then_recovers(
+    own_postgres: OwnPostgres, api: TestClient
+) -> None:
+    writer = Writer(api, _token(api))
+
+    def stall() -> None:
+        frozen = own_postgres.processes()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(TIMEOUT_SECONDS * 2)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+
+    _run_while(writer, stall)
+
+    assert writer.statuses() <= {201, 503}, writer.statuses()
+    assert 503 in writer.statuses(), "the stall was not observed"
+    assert writer.answers[-1][0] == 201
+    slowest = max(seconds for _, seconds, _ in writer.answers)
+    assert slowest < TIMEOUT_SECONDS * 2 + 1, f"a request hung for {slowest:.1f} s"
+    acknowledged = {post_id for status, _, post_id in writer.answers if status == 201}
+    assert acknowledged <= _stored_post_ids(own_postgres.url)

@@ -1,0 +1,260 @@
+"""Brute-force limits, health checks, HTTP hygiene (body limit, headers, request ids, CORS, access log)."""
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import PASSWORD, TEST_DATABASE_URL, Account
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.middleware import JsonLogFormatter
+from app.ratelimit import SlidingWindowLimiter
+
+
+@pytest.fixture
+def app_with(client: TestClient) -> Iterator[Callable[..., TestClient]]:
+    """A factory of apps with other settings, on the same test database as `client`."""
+    opened: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = Settings(DATABASE_URL=overrides.pop("DATABASE_URL", TEST_DATABASE_URL), **overrides)
+        other = TestClient(create_app(settings))
+        other.__enter__()
+        opened.append(other)
+        return other
+
+    yield make
+    for other in opened:
+        other.__exit__(None, None, None)
+
+
+def register(client: TestClient, email: str) -> int:
+    response = client.post("/users/", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def login(client: TestClient, email: str, password: str) -> Any:
+    return client.post("/login", data={"username": email, "password": password})
+
+
+# --- the limiter itself ------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_limiter_refuses_after_the_limit_and_forgets_after_the_window() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(3, 60, clock=clock)
+    for _ in range(3):
+        assert limiter.retry_after("k") is None
+        limiter.hit("k")
+        clock.now += 10
+    assert limiter.retry_after("k") == 30  # the first event leaves the window at t=60
+    assert limiter.retry_after("other") is None
+    clock.now += 30
+    assert limiter.retry_after("k") is None
+    limiter.hit("k")
+    assert limiter.retry_after("k") == 10
+    limiter.reset("k")
+    assert limiter.retry_after("k") is None
+
+
+def test_the_limiter_forgets_idle_keys() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(1, 60, clock=clock)
+    for n in range(5000):
+        limiter.hit(f"address-{n}")
+        clock.now += 0.1
+    clock.now += 120
+    for n in range(2048):
+        limiter.hit(f"fresh-{n}")
+    assert len(limiter._events) <= 2048 + 1024
+
+
+# --- brute force over HTTP ---------------------------------------------------------
+
+
+def test_failed_logins_lock_the_account_with_429_and_retry_after(
+    app_with: Callable[..., TestClient], make_account: Callable[..., Account]
+) -> None:
+    limited = app_with(RATE_LIMIT_ENABLED=True, RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT=5)
+    victim = make_account()
+    for _ in range(5):
+        assert login(limited, victim.email, "wrong password!").status_code == 401
+    refused = login(limited, victim.email, victim.password)  # even the right password, for now
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "detail" in refused.json()
+    # Other accounts are not affected by this account's lock.
+    other = make_account()
+    assert login(limited, other.email, other.password).status_code == 200
+
+
+def test_a_successful_login_clears_the_account_failures(
+    app_with: Callable[..., TestClient], make_account: Callable[..., Account]
+) -> None:
+    limited = app_with(RATE_LIMIT_ENABLED=True, RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT=3)
+    account = make_account()
+    for _ in range(2):
+        assert login(limited, account.email, "wrong password!").status_code == 401
+    assert login(limited, account.email, account.password).status_code == 200
+    for _ in range(2):
+        assert login(limited, account.email, "wrong password!").status_code == 401
+    assert login(limited, account.email, account.password).status_code == 200
+
+
+def test_failed_logins_from_one_address_are_limited_across_accounts(app_with: Callable[..., TestClient]) -> None:
+    limited = app_with(
+        RATE_LIMIT_ENABLED=True, RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS=4, RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT=100
+    )
+    for n in range(4):
+        assert login(limited, f"nobody{n}@example.com", "wrong password!").status_code == 401
+    response = login(limited, "nobody-else@example.com", "wrong password!")
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
+
+
+def test_registrations_from_one_address_are_limited(app_with: Callable[..., TestClient]) -> None:
+    limited = app_with(RATE_LIMIT_ENABLED=True, RATE_LIMIT_REGISTRATIONS_PER_ADDRESS=3)
+    for n in range(3):
+        register(limited, f"new{n}@example.com")
+    response = limited.post("/users/", json={"email": "one-more@example.com", "password": PASSWORD})
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
+
+
+def test_with_limits_off_nothing_is_refused(client: TestClient, make_account: Callable[..., Account]) -> None:
+    account = make_account()
+    for _ in range(30):
+        assert login(client, account.email, "wrong password!").status_code == 401
+    assert login(client, account.email, account.password).status_code == 200
+
+
+# Nothing listens on port 1.
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing_test"
+
+
+# --- health ------------------------------------------------------------------------
+
+
+def test_health_answers_without_the_database(app_with: Callable[..., TestClient]) -> None:
+    unreachable = app_with(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing_test", DATABASE_CONNECT_TIMEOUT_SECONDS=2
+    )
+    response = unreachable.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_ready_when_the_database_is_at_head(client: TestClient) -> None:
+    response = client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ok"
+
+
+def test_not_ready_when_the_database_is_unreachable(app_with: Callable[..., TestClient]) -> None:
+    unreachable = app_with(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing_test", DATABASE_CONNECT_TIMEOUT_SECONDS=2
+    )
+    response = unreachable.get("/ready")
+    assert response.status_code == 503
+    assert "unreachable" in response.json()["detail"]
+
+
+def test_not_ready_when_the_schema_is_behind(
+    app_with: Callable[..., TestClient], empty_database: Callable[[], str]
+) -> None:
+    never_migrated = app_with(DATABASE_URL=empty_database())
+    response = never_migrated.get("/ready")
+    assert response.status_code == 503
+    assert "alembic upgrade head" in response.json()["detail"]
+
+
+def test_api_requests_fail_fast_with_503_when_the_database_is_unreachable(
+    app_with: Callable[..., TestClient], make_account: Callable[..., Account]
+) -> None:
+    account = make_account()  # a valid token, issued by an app with the same secret
+    unreachable = app_with(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing_test", DATABASE_CONNECT_TIMEOUT_SECONDS=2
+    )
+    response = unreachable.get("/posts/", headers=account.headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert response.json()["detail"]
+
+
+# --- HTTP hygiene -------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_413_json(
+    app_with: Callable[..., TestClient], make_account: Callable[..., Account]
+) -> None:
+    small = app_with(MAX_REQUEST_BODY_BYTES=2048)
+    account = make_account()
+    response = small.post("/posts/", json={"title": "big", "content": "x" * 4096}, headers=account.headers)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Content Too Large"}
+
+
+def test_the_default_limit_admits_the_largest_valid_post(
+    client: TestClient, make_account: Callable[..., Account]
+) -> None:
+    account = make_account()
+    response = client.post("/posts/", json={"title": "t" * 300, "content": "é" * 20_000}, headers=account.headers)
+    assert response.status_code == 201, response.text
+
+
+def test_every_response_carries_a_request_id_and_security_headers(client: TestClient) -> None:
+    for response in (client.get("/health"), client.get("/posts/"), client.post("/users/", json={})):
+        assert len(response.headers["X-Request-ID"]) == 32
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+    first, second = client.get("/health"), client.get("/health")
+    assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+def test_a_plain_incoming_request_id_is_kept_and_a_strange_one_replaced(client: TestClient) -> None:
+    assert client.get("/health", headers={"X-Request-ID": "abc-123.x_y"}).headers["X-Request-ID"] == "abc-123.x_y"
+    replaced = client.get("/health", headers={"X-Request-ID": "evil value\\with stuff" * 10}).headers["X-Request-ID"]
+    assert replaced != "evil value\\with stuff" * 10 and len(replaced) == 32
+
+
+def test_cors_preflight_allows_listed_origins_only(app_with: Callable[..., TestClient]) -> None:
+    browser_app = app_with(CORS_ORIGINS="https://app.example.com,http://localhost:3000")
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    allowed = browser_app.options("/posts/", headers={"Origin": "https://app.example.com", **preflight})
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+    refused = browser_app.options("/posts/", headers={"Origin": "https://evil.example.net", **preflight})
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_no_cors_headers_without_configured_origins(client: TestClient) -> None:
+    response = client.get("/health", headers={"Origin": "https://app.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_one_structured_access_log_line_per_request(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="agora.access"):
+        response = client.get("/posts/", headers={"X-Request-ID": "trace-me-1"})
+    records = [r for r in caplog.records if r.name == "agora.access"]
+    assert len(records) == 1
+    record = records[0]
+    assert (record.method, record.path, record.status) == ("GET", "/posts/", response.status_code)  # type: ignore[attr-defined]
+    assert record.duration_ms >= 0  # type: ignore[attr-defined]
+    line = json.loads(JsonLogFormatter().format(record))  # one JSON object per line
+    assert line["request_id"] == "trace-me-1"
+    assert {"time", "level", "method", "path", "status", "duration_ms", "client"} <= line.keys()
