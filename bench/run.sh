@@ -11,7 +11,8 @@
 #   3. seeds limit_<size> with the shared seeder and agora_<size> (migrated by our chain)
 #      with bench/seed.py: the same 10,000 users / 1,000,000 posts / 5,000,000 votes;
 #   4. starts the limit server (1 worker) and Agora as the README's production start
-#      documents it (W workers, default one per core), both on their own database;
+#      documents it (W workers, default one per core; its JSON access log on, rate
+#      limits off: all load comes from one address), both on their own database;
 #   5. runs list, search, get, create, vote, login for each in turn (interleaved rounds),
 #      printing req/s, p50, p99 and Agora's ratio to the limit server;
 #   6. measures list p99 alone and while 4 logins/s run (bench/login_interference.py).
@@ -80,7 +81,7 @@ say "4/6 servers: limit (1 worker) on :$LIMIT_PORT, Agora ($WORKERS workers) on 
 "$SHARED/limit_stop.sh" "$LIMIT_PORT" >/dev/null 2>&1 || true
 "$SHARED/limit_start.sh" "$LIMIT_DB" 1 "$LIMIT_PORT"
 (cd "$REPO" && ENVIRONMENT=production SECRET_KEY="$BENCH_SECRET-agora-benchmark-key" DATABASE_URL="$AGORA_URL" \
-  RATE_LIMIT_ENABLED=false exec .venv/bin/python -m app --no-migrate --no-access-log \
+  RATE_LIMIT_ENABLED=false exec .venv/bin/python -m app --no-migrate \
   --workers "$WORKERS" --port "$AGORA_PORT" >"$OUT/agora.log" 2>&1) &
 AGORA_PID=$!
 wait_http "http://127.0.0.1:$AGORA_PORT/docs" 60
@@ -93,4 +94,6 @@ say "6/6 list p99 with and without 4 logins/s"
 "$REPO/.venv/bin/python" "$REPO/bench/login_interference.py" --url "http://127.0.0.1:$AGORA_PORT" \
   --users "$USERS" --duration "$DURATION" | tee "$OUT/login_interference.txt"
 
+# Keep the end of the access log only (it holds one line per request).
+tail -n 1000 "$OUT/agora.log" >"$OUT/agora.log.tail" && mv "$OUT/agora.log.tail" "$OUT/agora.log"
 say "done: $OUT"
