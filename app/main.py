@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.config import Settings, settings
 from app.database import DatabaseUnavailable, create_app_engine
+from app.docs import mount_docs
 from app.middleware import RequestContextMiddleware, configure_logging
 from app.migrations import head_revision
 from app.ratelimit import RateLimits, SlidingWindowLimiter
@@ -56,7 +57,14 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     telemetry: TelemetryConfig | None = None
     if not app_settings.TELEMETRY_ENABLED:
         telemetry = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="Agora", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, telemetry=telemetry)
+    app = FastAPI(
+        title="Agora",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry=telemetry,
+        docs_url=None,  # served by mount_docs (app/docs.py), from local files instead of a CDN
+    )
     app.state.settings = app_settings
     app.state.rate_limits = rate_limits(app_settings)
     # Middleware added last runs first: request context (and body limit), then CORS.
@@ -80,6 +88,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.add_exception_handler(TimeoutError, database_unavailable)
     for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
+    mount_docs(app)
     return app
 
 
