@@ -4,13 +4,15 @@ One middleware rather than three, and no BaseHTTPMiddleware, because every layer
 costs something on every request.
 """
 
-import json
 import logging
 import re
 import time
 import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -144,26 +146,57 @@ class JsonLogFormatter(logging.Formatter):
     FIELDS = ("method", "path", "status", "duration_ms", "client")
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             # Set on access-log records; other records are formatted inside their request.
             "request_id": getattr(record, "request_id", None) or request_id_var.get(),
             "message": record.getMessage(),
         }
-        entry.update({field: getattr(record, field) for field in self.FIELDS if hasattr(record, field)})
+        for name in self.FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class LazyFlushStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Like StreamHandler, but flushes at most every `interval` seconds (and for warnings).
+
+    Flushing after every access-log line cost one write per request: about a fifth of
+    the throughput of the cheapest endpoints. A crash loses at most `interval` seconds
+    of INFO lines.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= self.interval:
+            self._last_flush = now
+            super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self._last_flush = 0.0  # warnings and errors go out at once
+        super().emit(record)
+
+    def close(self) -> None:
+        super().flush()  # at shutdown, whatever the interval
+        super().close()
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Structured logs on stderr for the app's own loggers (uvicorn keeps its own)."""
-    handler = logging.StreamHandler()
-    formatter = JsonLogFormatter()
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
+    handler = LazyFlushStreamHandler()
+    handler.setFormatter(JsonLogFormatter())
     agora = logging.getLogger("agora")
+    for old in agora.handlers:
+        old.close()
     agora.handlers[:] = [handler]
     agora.setLevel(level)

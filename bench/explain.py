@@ -1,0 +1,65 @@
+"""EXPLAIN ANALYZE of the feed's statements, exactly as the app sends them (asyncpg SQL, bound values).
+
+.venv/bin/python bench/explain.py --database-url postgresql://postgres@127.0.0.1:5440/agora_large
+"""
+
+import argparse
+import re
+
+import psycopg
+
+from app import queries
+from app.config import driver_urls
+from app.database import Prepared
+
+CASES: list[tuple[str, Prepared, dict[str, object]]] = [
+    ("list, first page", queries.LIST_POSTS[False, False], {"viewer_id": 1, "limit": 10, "skip": 0}),
+    ("list, skip=990", queries.LIST_POSTS[False, False], {"viewer_id": 1, "limit": 10, "skip": 990}),
+    (
+        "list, keyset page ~100,000 deep",
+        queries.LIST_POSTS[False, True],
+        {"viewer_id": 1, "limit": 10, "skip": 0, "before_id": 1},
+    ),
+    (
+        "search 'python' (common word)",
+        queries.LIST_POSTS[True, False],
+        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%python%"},
+    ),
+    (
+        "search 'zzq' (no match)",
+        queries.LIST_POSTS[True, False],
+        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%zzq%"},
+    ),
+    ("get one", queries.POST_DETAIL, {"viewer_id": 1, "post_id": 500_000}),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    args = parser.parse_args()
+    dsn = driver_urls(args.database_url)[0].set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        deepest = connection.execute("SELECT max(id) - 100000 FROM posts").fetchone()
+        for title, prepared, params in CASES:
+            if "keyset" in title and deepest:
+                params = {**params, "before_id": deepest[0]}
+            sql = _bind(prepared, params)
+            plan = connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}").fetchall()  # type: ignore[arg-type]
+            print(f"### {title}\n\n```")
+            print("\n".join(row[0] for row in plan))
+            print("```\n")
+
+
+def _bind(prepared: Prepared, params: dict[str, object]) -> str:
+    """asyncpg's $n placeholders (and their casts) replaced by the values, as SQL literals."""
+
+    def literal(match: re.Match[str]) -> str:
+        value = params[prepared.parameter_names[int(match.group(1)) - 1]]
+        return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else str(value)
+
+    return re.sub(r"\$(\d+)(::\w+)?", literal, prepared.asyncpg_sql)
+
+
+if __name__ == "__main__":
+    main()
