@@ -38,7 +38,7 @@ def login_email(typed: str) -> str:
         return typed.strip()  # cannot be one of ours, but accounts adopted from elsewhere may be
 
 
-@router.post("/login", response_model=Token, summary="Log in", responses=responses(401, 429))
+@router.post("/login", response_model=Token, summary="Log in", responses=responses(401, 429, body=True))
 async def login(
     form: Annotated[LoginForm, Form()], request: Request, limits: RateLimitsDep, connection: Connection
 ) -> Token:

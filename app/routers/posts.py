@@ -53,7 +53,8 @@ async def list_posts(
             ge=1,
             le=MAX_ID,
             description="Keyset paging: only posts after this one in feed order (pass the last id of the previous "
-            "page). Costs the same on page 10,000 as on page 1, unlike `skip`.",
+            "page). Costs the same on page 10,000 as on page 1, unlike `skip`. An id with no post you can see "
+            "is answered with 422.",
         ),
     ] = None,
 ) -> Response:
@@ -84,7 +85,11 @@ async def check_cursor(before_id: int, viewer_id: int, connection: AsyncConnecti
 
 
 @router.post(
-    "/", status_code=status.HTTP_201_CREATED, response_model=PostOut, summary="Create a post", responses=responses(401)
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostOut,
+    summary="Create a post",
+    responses=responses(401, body=True),
 )
 async def create_post(body: PostCreate, viewer_id: TokenUserId, connection: Connection) -> Response:
     """Publish (or draft) a post; you are its owner."""
@@ -116,13 +121,17 @@ async def _update(
     return queries.post_with_owner(row._mapping, owner_of(user))
 
 
-@router.put("/{post_id}", response_model=PostOut, summary="Replace a post", responses=responses(401, 403, 404))
+@router.put(
+    "/{post_id}", response_model=PostOut, summary="Replace a post", responses=responses(401, 403, 404, body=True)
+)
 async def replace_post(body: PostReplace, post: OwnedPost, user: CurrentUser, connection: Connection) -> dict[str, Any]:
     """Replace title, content and published (default true) of your post."""
     return await _update(post, user, connection, body.model_dump())
 
 
-@router.patch("/{post_id}", response_model=PostOut, summary="Edit a post", responses=responses(401, 403, 404))
+@router.patch(
+    "/{post_id}", response_model=PostOut, summary="Edit a post", responses=responses(401, 403, 404, body=True)
+)
 async def patch_post(body: PostPatch, post: OwnedPost, user: CurrentUser, connection: Connection) -> dict[str, Any]:
     """Change only the fields you send."""
     changes = body.model_dump(exclude_unset=True)

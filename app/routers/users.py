@@ -16,7 +16,11 @@ router = SlashAgnosticRouter(prefix="/users", tags=["users"])
 
 
 @router.post(
-    "/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Register", responses=responses(409, 429)
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    summary="Register",
+    responses=responses(409, 429, body=True),
 )
 async def create_user(
     body: UserCreate, request: Request, limits: RateLimitsDep, connection: Connection

@@ -18,7 +18,7 @@ router = SlashAgnosticRouter(prefix="/vote", tags=["votes"])
     status_code=status.HTTP_201_CREATED,
     response_model=Message,
     summary="Vote or take a vote back",
-    responses=responses(401, 404, 409),
+    responses=responses(401, 404, 409, body=True),
 )
 async def vote(body: VoteIn, viewer_id: TokenUserId, connection: Connection) -> Response:
     """`dir: 1` adds your vote (409 if you already voted); `dir: 0` removes it (404 if there is none)."""
