@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, create_engine, text
@@ -179,3 +180,23 @@ def sql() -> Iterator[Connection]:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         yield connection
     engine.dispose()
+
+
+# --- shared assertions --------------------------------------------------------------
+
+
+def assert_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) == {"detail"}
+
+
+def misanswered(status: int, responses: dict[str, httpx.Response]) -> dict[str, str]:
+    """The responses, by label, that are not `status` with the JSON error shape."""
+    wrong = {}
+    for label, response in responses.items():
+        try:
+            assert_error(response, status)
+        except AssertionError:
+            wrong[label] = f"{response.status_code} {response.text[:200]}"
+    return wrong

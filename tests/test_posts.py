@@ -4,9 +4,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx2 as httpx
 import pytest
-from conftest import Account
+from conftest import Account, assert_error, misanswered
 from fastapi.testclient import TestClient
 from sqlalchemy import TIMESTAMP, Connection, Integer, column, table, text
 
@@ -43,23 +42,6 @@ def titles_found(client: TestClient, account: Account, search: str) -> set[str]:
 def vote(client: TestClient, account: Account, post_id: int) -> None:
     response = client.post("/vote/", json={"post_id": post_id, "dir": 1}, headers=account.headers)
     assert response.status_code == 201, response.text
-
-
-def assert_error(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert set(response.json()) == {"detail"}
-
-
-def misanswered(status: int, responses: dict[str, httpx.Response]) -> dict[str, str]:
-    """The responses, by label, that are not `status` with the JSON error shape."""
-    wrong = {}
-    for label, response in responses.items():
-        try:
-            assert_error(response, status)
-        except AssertionError:
-            wrong[label] = f"{response.status_code} {response.text[:200]}"
-    return wrong
 
 
 def assert_timestamp(value: object) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from conftest import PASSWORD, Account
+from conftest import PASSWORD, Account, assert_error, misanswered
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
@@ -18,26 +18,6 @@ PUBLIC_USER_FIELDS = {"id", "email", "created_at"}
 
 def register(client: TestClient, email: str, password: str = PASSWORD, **extra: Any) -> httpx.Response:
     return client.post("/users/", json={"email": email, "password": password, **extra})
-
-
-def assert_error(response: httpx.Response, status: int) -> None:
-    """The status, and the error shape every failure shares: JSON with a `detail`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body, dict)
-    assert set(body) == {"detail"}
-
-
-def misanswered(status: int, responses: dict[str, httpx.Response]) -> dict[str, str]:
-    """The responses, by label, that are not `status` with the JSON error shape."""
-    wrong = {}
-    for label, response in responses.items():
-        try:
-            assert_error(response, status)
-        except AssertionError:
-            wrong[label] = f"{response.status_code} {response.text[:200]}"
-    return wrong
 
 
 def assert_timestamp(value: object) -> None:

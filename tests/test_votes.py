@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from conftest import Account
+from conftest import Account, assert_error, misanswered
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
@@ -22,23 +22,6 @@ def cast(
     client: TestClient, account: Account, post_id: object, direction: object, path: str = "/vote/"
 ) -> httpx.Response:
     return client.post(path, json={"post_id": post_id, "dir": direction}, headers=account.headers)
-
-
-def assert_error(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert set(response.json()) == {"detail"}
-
-
-def misanswered(status: int, responses: dict[str, httpx.Response]) -> dict[str, str]:
-    """The responses, by label, that are not `status` with the JSON error shape."""
-    wrong = {}
-    for label, response in responses.items():
-        try:
-            assert_error(response, status)
-        except AssertionError:
-            wrong[label] = f"{response.status_code} {response.text[:200]}"
-    return wrong
 
 
 def vote_rows(sql: Connection) -> list[tuple[int, int]]:
