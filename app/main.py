@@ -2,8 +2,9 @@
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,7 @@ from app.middleware import RequestContextMiddleware, configure_logging
 from app.migrations import head_revision
 from app.ratelimit import RateLimits, SlidingWindowLimiter
 from app.routers import auth, health, posts, users, votes
+from app.schemas import VoteIn
 
 logger = logging.getLogger("agora")
 
@@ -89,7 +91,25 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
     mount_docs(app)
+    app.openapi = exact_integer_bounds(app.openapi)  # type: ignore[method-assign]
     return app
+
+
+def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document, with the integer bounds of request models as pydantic writes them.
+
+    FastAPI passes the document through its own OpenAPI model, which types minimum and maximum as
+    float: VoteIn.post_id's maximum 2**63-1 came out as 9.223372036854776e18, which is 2**63.
+    """
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document["components"]["schemas"]
+        for model in (VoteIn,):  # the request models with integer bounds
+            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        return document
+
+    return openapi
 
 
 def rate_limits(app_settings: Settings) -> RateLimits | None:

@@ -2,7 +2,7 @@
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 # Row ids in paths and bodies: positive and within a signed 64-bit integer.
 MAX_ID = 2**63 - 1
@@ -76,15 +77,38 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-StorableStr = Annotated[str, AfterValidator(storable)]
+# The rules above as JSON Schema patterns, for the documentation only (the validators stay the judges).
+# SPACE is exactly what str.isspace() accepts, spelled alike for Python, ECMA-262 and Rust regexes.
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+STORABLE_PATTERN = r"^[^\x00]*$"
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE}][^\x00]*$"
+PHONE_PATTERN = rf"^[{SPACE}().-]*\+?(?:[{SPACE}().-]*[0-9]){{7,15}}[{SPACE}().-]*$"
+
+
+def documented_pattern(pattern: str) -> Any:
+    return Field(json_schema_extra={"pattern": pattern})
+
+
+_Storable = Annotated[str, AfterValidator(storable)]
+StorableStr = Annotated[_Storable, documented_pattern(STORABLE_PATTERN)]
 Password = Annotated[StorableStr, StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
-Title = Annotated[StorableStr, StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH), AfterValidator(not_blank)]
-Content = Annotated[
-    StorableStr, StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH), AfterValidator(not_blank)
-]
-PhoneNumber = Annotated[StorableStr, StringConstraints(max_length=32), AfterValidator(phone_number)]
-Email = Annotated[
+Title = Annotated[
     StorableStr,
+    StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH),
+    AfterValidator(not_blank),
+    documented_pattern(NOT_BLANK_PATTERN),
+]
+Content = Annotated[
+    StorableStr,
+    StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH),
+    AfterValidator(not_blank),
+    documented_pattern(NOT_BLANK_PATTERN),
+]
+PhoneNumber = Annotated[
+    StorableStr, StringConstraints(max_length=32), AfterValidator(phone_number), documented_pattern(PHONE_PATTERN)
+]
+Email = Annotated[
+    _Storable,  # format "email" already rules out NUL (and a pattern next to it slows generators down)
     StringConstraints(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(email_address),
     WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH}),
@@ -130,12 +154,17 @@ class PostReplace(PostCreate):
     """PUT replaces every field; `published` falls back to true, as on create."""
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class PostPatch(Body):
     """PATCH changes only the fields sent; none of them may be null."""
 
-    title: Title | None = None
-    content: Content | None = None
-    published: StrictBool | None = None
+    # Left out means unchanged; null is refused (below), so the schema offers no null either.
+    title: Title | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+    content: Content | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+    published: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
 
     @model_validator(mode="before")
     @classmethod
