@@ -9,7 +9,9 @@ import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
+import jwt
 import pytest
 from conftest import Account
 from fastapi.testclient import TestClient
@@ -133,6 +135,21 @@ def test_an_expired_token_is_refused(user_id: int, lifetime_seconds: int, expire
     issued = datetime.now(UTC) - timedelta(seconds=lifetime_seconds + expired_for_seconds)
     token = create_access_token(user_id, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds), now=issued)
     assert user_id_from_token(token, secret_key=SECRET) is None
+
+
+@PURE
+@given(user_ids, st.integers(min_value=2, max_value=3600))
+def test_a_token_accepted_before_is_refused_once_it_expires(user_id: int, lifetime_seconds: int) -> None:
+    """Valid tokens are remembered after their first check (app/security.py); the memo must not outlive them."""
+    token = create_access_token(user_id, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds))
+    assert user_id_from_token(token, secret_key=SECRET) == user_id
+    assert user_id_from_token(token, secret_key=SECRET) == user_id  # from the memo this time
+    expiry = int(jwt.decode(token, options={"verify_signature": False})["exp"])
+    with patch("app.security.time.time", return_value=expiry - 0.5):
+        assert user_id_from_token(token, secret_key=SECRET) == user_id
+    with patch("app.security.time.time", return_value=expiry):
+        assert user_id_from_token(token, secret_key=SECRET) is None
+    assert user_id_from_token(token, secret_key=SECRET + "-rotated") is None  # remembered per key
 
 
 @PURE
