@@ -1,12 +1,14 @@
-"""Declarative base, and the two kinds of engine Agora uses.
+"""Declarative base, the request-path database, and the migration engine.
 
-- The application engine is async (aiosqlite / asyncpg) and runs every statement in
-  AUTOCOMMIT: each request issues single, self-contained statements, so a
-  BEGIN/ROLLBACK pair around every read would be pure overhead.
+- Requests run every statement in AUTOCOMMIT through a `Database`: each request issues
+  single, self-contained statements, so a BEGIN/ROLLBACK pair around every read would
+  be pure overhead. On PostgreSQL that is an asyncpg pool, on SQLite SQLAlchemy's
+  async engine over aiosqlite.
 - The migration engine is sync (sqlite3 / psycopg) and, on SQLite, runs with
   foreign keys OFF and real transactional DDL (see `create_migration_engine`).
 """
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -16,7 +18,7 @@ from sqlalchemy import Engine, MetaData, NullPool, create_engine, event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
 
@@ -37,34 +39,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_app_engine(
-    url: URL | str,
-    *,
-    pool_size: int = 20,
-    max_overflow: int = 10,
-    pool_timeout: float = 5,
-    connect_timeout: float = 5,
-    statement_timeout_ms: int = 5000,
-) -> AsyncEngine:
-    """The request-path engine: async, AUTOCOMMIT, bounded waits, SQLite foreign keys ON."""
-    url = make_url(url)
-    # No pre-ping (it would cost a round trip per request): a connection that turns
-    # out dead fails its request with 503 and SQLAlchemy then recycles the whole pool.
-    kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_timeout": pool_timeout}
-    if url.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
-    else:
-        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
-        kwargs["connect_args"] = {
-            "timeout": connect_timeout,
-            # The server cancels a statement running longer than this; the client gives
-            # up a second later (covers a server that stopped answering altogether).
-            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
-            "command_timeout": statement_timeout_ms / 1000 + 1,
-        }
-    engine = create_async_engine(url, **kwargs)
-    if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_app_connection)
+def create_sqlite_engine(url: URL | str, *, pool_timeout: float = 5) -> AsyncEngine:
+    """The request-path engine on SQLite: async (aiosqlite), AUTOCOMMIT, foreign keys ON."""
+    engine = create_async_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_timeout=pool_timeout,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_app_connection)
     return engine
 
 
@@ -125,14 +108,16 @@ class DatabaseUnavailable(Exception):
 
 _ASYNCPG_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
+# A result row, read by column name: `row["title"]` (an asyncpg Record or a SQLAlchemy RowMapping).
+Row = Mapping[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A read statement compiled once more for asyncpg, for the hottest endpoints.
+    """A statement built once at import, with its SQL compiled for asyncpg too.
 
-    On PostgreSQL, `fetch_all` runs the SQL straight on the pooled asyncpg connection,
-    skipping SQLAlchemy's execution and result layers (measured: about a third of the
-    time of a feed request); on other databases it executes the statement normally.
+    PostgreSQL runs `asyncpg_sql` straight on a pooled asyncpg connection; SQLite runs
+    `statement` through SQLAlchemy. Either way the request path only binds parameters.
     """
 
     statement: Executable
@@ -147,26 +132,138 @@ class Prepared:
         return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
 
 
-async def fetch_all(
-    connection: AsyncConnection, prepared: Prepared, params: dict[str, Any]
-) -> Sequence[Mapping[str, Any]]:
-    """Run a prepared read; rows support `row["column"]` on every database."""
-    if connection.dialect.driver != "asyncpg":
-        return cast(
-            Sequence[Mapping[str, Any]], (await connection.execute(prepared.statement, params)).mappings().all()
+class Database(ABC):
+    """Where requests run their statements: one `fetch` per statement, each in AUTOCOMMIT.
+
+    Every request issues single, self-contained statements (see app/queries.py), so a
+    connection is held only while one runs, and no transaction wraps a request.
+    """
+
+    dialect: str
+
+    @abstractmethod
+    async def fetch(self, prepared: Prepared, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        """Run one statement; its rows (none for a statement without RETURNING).
+
+        A constraint violation raises SQLAlchemy's `IntegrityError` on every database (the
+        caller decides what it means); trouble reaching the database ends in a 503.
+        """
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class PostgresDatabase(Database):
+    """asyncpg's own pool, with no SQLAlchemy layer between a request and its connection.
+
+    Measured on the feed and single-post reads: checking a connection out through
+    SQLAlchemy's async engine (greenlet hand-offs, pool events, a FastAPI generator
+    dependency to give it back) cost more than running the statement.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, pool_timeout: float) -> None:
+        self._pool = pool
+        self._pool_timeout = pool_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        url: URL,
+        *,
+        max_connections: int,
+        pool_timeout: float,
+        connect_timeout: float,
+        statement_timeout_ms: int,
+    ) -> "PostgresDatabase":
+        """A pool that connects lazily (the app starts while PostgreSQL is down) and fails fast."""
+        query = dict(url.query)
+        if "ssl" in query:  # back to libpq's spelling, which asyncpg's own DSN parser reads
+            query["sslmode"] = query.pop("ssl")
+        pool = await asyncpg.create_pool(
+            url.set(drivername="postgresql", query=query).render_as_string(hide_password=False),
+            min_size=0,
+            max_size=max_connections,
+            timeout=connect_timeout,
+            # The server cancels a statement running longer than this; the client gives
+            # up a second later (covers a server that stopped answering altogether).
+            server_settings={"statement_timeout": str(statement_timeout_ms)},
+            command_timeout=statement_timeout_ms / 1000 + 1,
         )
-    raw = await connection.get_raw_connection()
-    try:
-        rows: Sequence[Mapping[str, Any]] = await raw.driver_connection.fetch(  # type: ignore[union-attr]
-            prepared.asyncpg_sql, *(params[name] for name in prepared.parameter_names)
+        return cls(pool, pool_timeout)
+
+    async def fetch(self, prepared: Prepared, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        args = [params[name] for name in prepared.parameter_names] if params else []
+        try:
+            async with self._pool.acquire(timeout=self._pool_timeout) as connection:
+                try:
+                    rows: Sequence[Row] = await connection.fetch(prepared.asyncpg_sql, *args)
+                except _CONNECTION_TROUBLE:
+                    # Do not hand a connection in an unknown state back to the pool (giving
+                    # it back would wait for a server that may have stopped answering).
+                    connection.terminate()
+                    raise
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
+        except (*_CONNECTION_TROUBLE, asyncpg.PostgresError) as exc:
+            if isinstance(exc, _CONNECTION_TROUBLE):
+                # The server restarted or went away: its other pooled connections are as
+                # dead as this one; reconnect them as they are next used.
+                await self._pool.expire_connections()
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return rows
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+# Errors that say the connection (not the statement) failed: refused, reset, closed by
+# the server (restart, admin shutdown), or no answer in time.
+_CONNECTION_TROUBLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+class SQLAlchemyDatabase(Database):
+    """SQLite (the embedded default): SQLAlchemy's async engine over aiosqlite."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect.name
+
+    async def fetch(self, prepared: Prepared, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        async with self._engine.connect() as connection:
+            result = await connection.execute(prepared.statement, dict(params or {}))
+            if not result.returns_rows:
+                return []
+            return cast(Sequence[Row], result.mappings().all())
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+async def open_database(
+    url: URL | str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+    pool_timeout: float = 5,
+    connect_timeout: float = 5,
+    statement_timeout_ms: int = 5000,
+) -> Database:
+    """The request-path database for an async URL (postgresql+asyncpg:// or sqlite+aiosqlite://)."""
+    url = make_url(url)
+    if url.get_backend_name() == "postgresql":
+        return await PostgresDatabase.open(
+            url,
+            max_connections=pool_size + max_overflow,
+            pool_timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout_ms=statement_timeout_ms,
         )
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        # A constraint said no (e.g. the post was deleted mid-statement): the caller decides.
-        raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        # SQLAlchemy did not see this error, so tell its pool to discard the connection
-        # (others that died with it are discarded as they fail, or by SQLAlchemy's own
-        # disconnect handling on the next statement it runs).
-        await connection.invalidate(exc)
-        raise DatabaseUnavailable(str(exc)) from exc
-    return rows
+    return SQLAlchemyDatabase(create_sqlite_engine(url, pool_timeout=pool_timeout))

@@ -1,17 +1,14 @@
-"""Reusable dependencies: the database connection, the caller, and post lookups."""
+"""Reusable dependencies: the database, the caller, and post lookups."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import queries
 from app.config import settings
-from app.database import DatabaseUnavailable
+from app.database import Database, Row
 from app.models import MAX_ROW_ID
-from app.queries import AnyRow
 from app.ratelimit import RateLimits, SlidingWindowLimiter
 from app.schemas import MAX_ID
 from app.security import user_id_from_token
@@ -19,20 +16,18 @@ from app.security import user_id_from_token
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="login")
 
 
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """One pooled AUTOCOMMIT connection per request, shared by all its dependencies."""
-    connection = request.app.state.engine.connect()
-    try:
-        await connection.start()
-    except (OSError, TimeoutError) as exc:  # refused, unreachable, or no answer in time
-        raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
-    try:
-        yield connection
-    finally:
-        await connection.close()
+async def get_database(request: Request) -> Database:
+    """The app's database; each statement borrows a pooled connection only while it runs.
+
+    Async although it awaits nothing (FastAPI runs plain `def` dependencies in a thread),
+    and not a `yield` dependency holding a connection for the whole request: that
+    hand-off, and the exit stack FastAPI keeps for it, cost more than a statement.
+    """
+    database: Database = request.app.state.database
+    return database
 
 
-Connection = Annotated[AsyncConnection, Depends(get_connection)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 def client_address(request: Request) -> str:
@@ -82,20 +77,20 @@ async def get_token_user_id(token: Annotated[str, Depends(oauth2_scheme)]) -> in
 TokenUserId = Annotated[int, Depends(get_token_user_id)]
 
 
-async def get_current_user(user_id: TokenUserId, connection: Connection) -> AnyRow:
+async def get_current_user(user_id: TokenUserId, database: DatabaseDep) -> Row:
     """The account a valid bearer token names; 401 if the token is bad or the account is gone."""
-    user = (await connection.execute(queries.USER_BY_ID, {"user_id": user_id})).one_or_none()
-    if user is None:
+    users = await database.fetch(queries.USER_BY_ID, {"user_id": user_id})
+    if not users:
         raise credentials_error()
-    return user
+    return users[0]
 
 
-CurrentUser = Annotated[AnyRow, Depends(get_current_user)]
+CurrentUser = Annotated[Row, Depends(get_current_user)]
 
 
-async def ensure_account_exists(user_id: int, connection: AsyncConnection) -> None:
+async def ensure_account_exists(user_id: int, database: Database) -> None:
     """401 unless the account exists: for endpoints that got no rows from a query that requires it."""
-    await get_current_user(user_id, connection)
+    await get_current_user(user_id, database)
 
 
 PostId = Annotated[int, Path(ge=1, le=MAX_ID, description="The post's id")]
@@ -105,35 +100,33 @@ def post_not_found(post_id: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"post with id {post_id} was not found")
 
 
-async def find_visible_post(post_id: int, viewer_id: int, connection: AsyncConnection) -> AnyRow:
+async def find_visible_post(post_id: int, viewer_id: int, database: Database) -> Row:
     """The post (id, owner_id, published), if the viewer may see it: published, or their own; else 404."""
-    post = None
-    if post_id <= MAX_ROW_ID:
-        post = (await connection.execute(queries.POST_OWNERSHIP, {"post_id": post_id})).one_or_none()
+    posts = await database.fetch(queries.POST_OWNERSHIP, {"post_id": post_id}) if post_id <= MAX_ROW_ID else []
     # Someone else's draft is answered exactly like a missing post: its existence is private.
-    if post is None or not (post.published or post.owner_id == viewer_id):
+    if not posts or not (posts[0]["published"] or posts[0]["owner_id"] == viewer_id):
         raise post_not_found(post_id)
-    return post
+    return posts[0]
 
 
-async def get_post_or_404(post_id: PostId, user: CurrentUser, connection: Connection) -> AnyRow:
+async def get_post_or_404(post_id: PostId, user: CurrentUser, database: DatabaseDep) -> Row:
     """The post in the path, if the caller may see it."""
-    return await find_visible_post(post_id, user.id, connection)
+    return await find_visible_post(post_id, user["id"], database)
 
 
-VisiblePost = Annotated[AnyRow, Depends(get_post_or_404)]
+VisiblePost = Annotated[Row, Depends(get_post_or_404)]
 
 
-async def get_owned_post(post: VisiblePost, user: CurrentUser) -> AnyRow:
+async def get_owned_post(post: VisiblePost, user: CurrentUser) -> Row:
     """The post, if the caller owns it; 403 otherwise."""
-    if post.owner_id != user.id:
+    if post["owner_id"] != user["id"]:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not authorized to perform requested action")
     return post
 
 
-OwnedPost = Annotated[AnyRow, Depends(get_owned_post)]
+OwnedPost = Annotated[Row, Depends(get_owned_post)]
 
 
-def owner_of(user: AnyRow) -> dict[str, Any]:
+def owner_of(user: Row) -> dict[str, Any]:
     """The public view of an account, as embedded in posts."""
-    return {"id": user.id, "email": user.email, "created_at": user.created_at}
+    return {"id": user["id"], "email": user["email"], "created_at": user["created_at"]}

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.config import Settings, settings
-from app.database import DatabaseUnavailable, create_app_engine
+from app.database import DatabaseUnavailable, open_database
 from app.docs import mount_docs
 from app.middleware import RequestContextMiddleware, configure_logging
 from app.migrations import head_revision
@@ -40,7 +40,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
                 "SECRET_KEY is missing or weak: using a random key for this process only. Tokens will not "
                 "survive a restart or work across workers. Set SECRET_KEY (ENVIRONMENT=production refuses this)."
             )
-        app.state.engine = create_app_engine(
+        app.state.database = await open_database(
             app_settings.async_database_url,
             pool_size=app_settings.DATABASE_POOL_SIZE,
             max_overflow=app_settings.DATABASE_MAX_OVERFLOW,
@@ -54,7 +54,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         # walk it all and showed up as the feed's p99 under load.
         gc.freeze()
         yield
-        await app.state.engine.dispose()
+        await app.state.database.close()
 
     telemetry: TelemetryConfig | None = None
     if not app_settings.TELEMETRY_ENABLED:

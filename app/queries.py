@@ -10,7 +10,6 @@ from typing import Any, cast
 from sqlalchemy import (
     Boolean,
     Integer,
-    Row,
     String,
     Table,
     bindparam,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -32,9 +32,6 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from app.database import Prepared
 from app.models import Post, User, Vote
-
-# A result row of any shape (SQLAlchemy 2.1 types rows by their columns).
-AnyRow = Row[*tuple[Any, ...]]
 
 users = cast(Table, User.__table__)
 posts = cast(Table, Post.__table__)
@@ -84,23 +81,33 @@ def _casefold_like(element: MatchesIgnoringCase, compiler: SQLCompiler, **kw: An
 
 # --- users -------------------------------------------------------------------
 
-USER_BY_ID = select(users.c.id, users.c.email, users.c.created_at, users.c.phone_number).where(
-    users.c.id == bindparam("user_id")
+USER_BY_ID = Prepared.of(
+    select(users.c.id, users.c.email, users.c.created_at, users.c.phone_number).where(
+        users.c.id == bindparam("user_id")
+    )
 )
 # Emails are unique and compared case-insensitively (a unique index on lower(email)).
 # Both sides go through the database's lower(), so an address always matches itself
 # even where SQLite's lower() leaves non-ASCII letters alone.
-USER_FOR_LOGIN = select(users.c.id, users.c.password).where(func.lower(users.c.email) == func.lower(bindparam("email")))
-SET_PASSWORD_HASH = update(users).where(users.c.id == bindparam("user_id")).values(password=bindparam("new_hash"))
+USER_FOR_LOGIN = Prepared.of(
+    select(users.c.id, users.c.password).where(func.lower(users.c.email) == func.lower(bindparam("email")))
+)
+SET_PASSWORD_HASH = Prepared.of(
+    update(users).where(users.c.id == bindparam("user_id")).values(password=bindparam("new_hash"))
+)
+
 
 # One statement per dialect: ON CONFLICT DO NOTHING makes a duplicate a non-event we
 # can answer 409 to, instead of an exception (and it holds under concurrent requests).
-INSERT_USER = {
-    name: dialect.insert(users)
-    .on_conflict_do_nothing()
-    .returning(users.c.id, users.c.email, users.c.created_at, users.c.phone_number)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+def _insert_user(dialect: Any) -> Executable:
+    insert_user = dialect.insert(users).values(
+        email=bindparam("email"), password=bindparam("password"), phone_number=bindparam("phone_number")
+    )
+    insert_user = insert_user.on_conflict_do_nothing()
+    return cast(Executable, insert_user.returning(users.c.id, users.c.email, users.c.created_at, users.c.phone_number))
+
+
+INSERT_USER = Prepared.of(_insert_user(sqlite), postgresql_statement=_insert_user(postgresql))
 
 # --- posts -------------------------------------------------------------------
 
@@ -159,7 +166,9 @@ LIST_POSTS = {
     for keyset in (False, True)
 }
 POST_DETAIL = _posts_with_owner_and_votes(select(posts).where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER))
-POST_OWNERSHIP = select(posts.c.id, posts.c.owner_id, posts.c.published).where(posts.c.id == bindparam("post_id"))
+POST_OWNERSHIP = Prepared.of(
+    select(posts.c.id, posts.c.owner_id, posts.c.published).where(posts.c.id == bindparam("post_id"))
+)
 
 _owner = users.alias("owner")
 # One round trip: the new post with its owner, or no row at all when the account is gone.
@@ -184,8 +193,19 @@ CREATE_POST = Prepared.of(
         .label("owner_created_at"),
     )
 )
-UPDATE_POST = update(posts).where(posts.c.id == bindparam("post_id")).returning(*posts.c)
-DELETE_POST = delete(posts).where(posts.c.id == bindparam("post_id"))
+# One static statement for PUT and PATCH: a field passed as None keeps its value (no
+# column of a post may be NULL, so None cannot mean "set to NULL").
+UPDATE_POST = Prepared.of(
+    update(posts)
+    .where(posts.c.id == bindparam("post_id"))
+    .values(
+        title=func.coalesce(bindparam("title", type_=String), posts.c.title),
+        content=func.coalesce(bindparam("content", type_=String), posts.c.content),
+        published=func.coalesce(bindparam("published", type_=Boolean), posts.c.published),
+    )
+    .returning(*posts.c)
+)
+DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")).returning(posts.c.id))
 
 # --- votes -------------------------------------------------------------------
 
@@ -235,3 +255,15 @@ def post_with_votes(row: Mapping[Any, Any]) -> dict[str, Any]:
 def owner_from(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The embedded owner, from a row that carries owner_email and owner_created_at."""
     return {"id": row["owner_id"], "email": row["owner_email"], "created_at": row["owner_created_at"]}
+
+
+# --- readiness ---------------------------------------------------------------
+
+# Whether the database was ever migrated, then where it stands.
+ALEMBIC_TABLE_EXISTS = {
+    "postgresql": Prepared.of(text("SELECT to_regclass('alembic_version') IS NOT NULL AS present")),
+    "sqlite": Prepared.of(
+        text("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version') AS present")
+    ),
+}
+SCHEMA_REVISIONS = Prepared.of(text("SELECT version_num FROM alembic_version"))

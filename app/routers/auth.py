@@ -9,7 +9,7 @@ from pydantic import BaseModel, StringConstraints
 
 from app import queries
 from app.config import settings
-from app.deps import Connection, RateLimitsDep, client_address, credentials_error, enforce_rate_limit
+from app.deps import DatabaseDep, RateLimitsDep, client_address, credentials_error, enforce_rate_limit
 from app.routing import SlashAgnosticRouter, responses
 from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token, email_address
 from app.security import create_access_token, spend_password_check_time, verify_password
@@ -40,7 +40,7 @@ def login_email(typed: str) -> str:
 
 @router.post("/login", response_model=Token, summary="Log in", responses=responses(401, 429, body=True))
 async def login(
-    form: Annotated[LoginForm, Form()], request: Request, limits: RateLimitsDep, connection: Connection
+    form: Annotated[LoginForm, Form()], request: Request, limits: RateLimitsDep, database: DatabaseDep
 ) -> Token:
     """Exchange email and password for a bearer token."""
     email = login_email(form.username)
@@ -49,13 +49,14 @@ async def login(
         # Checked before any hashing: a refused attempt costs the server nothing.
         enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
         enforce_rate_limit(limits.failed_logins_per_account, account, "failed logins for this account")
-    user = (await connection.execute(queries.USER_FOR_LOGIN, {"email": email})).one_or_none()
+    users = await database.fetch(queries.USER_FOR_LOGIN, {"email": email})
+    user = users[0] if users else None
     if user is None:
         # Same work as a wrong password, so timing does not reveal who has an account.
         await run_in_threadpool(spend_password_check_time, form.password)
         valid, new_hash = False, None
     else:
-        valid, new_hash = await run_in_threadpool(verify_password, form.password, user.password)
+        valid, new_hash = await run_in_threadpool(verify_password, form.password, user["password"])
     if user is None or not valid:
         if limits is not None:
             limits.failed_logins_per_address.hit(address)
@@ -65,8 +66,8 @@ async def login(
         limits.failed_logins_per_account.reset(account)
     if new_hash is not None:
         # An old bcrypt hash (or outdated Argon2 cost) is replaced now that we know the password.
-        await connection.execute(queries.SET_PASSWORD_HASH, {"user_id": user.id, "new_hash": new_hash})
+        await database.fetch(queries.SET_PASSWORD_HASH, {"user_id": user["id"], "new_hash": new_hash})
     token = create_access_token(
-        user.id, secret_key=settings.SECRET_KEY, expires_in=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+        user["id"], secret_key=settings.SECRET_KEY, expires_in=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
     )
     return Token(access_token=token)

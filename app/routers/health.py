@@ -4,9 +4,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app import queries
+from app.database import DatabaseUnavailable
+from app.deps import DatabaseDep
 
 router = APIRouter(tags=["health"])
 
@@ -22,19 +25,14 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Readiness", responses=HEALTH_RESPONSES)
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request, database: DatabaseDep) -> JSONResponse:
     """The database answers and its schema is at the newest revision; 503 with the reason otherwise."""
     expected = request.app.state.head_revision
     try:
-        async with request.app.state.engine.connect() as connection:
-            try:
-                current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise
-                current = []  # reachable, but never migrated
-    except (DBAPIError, OSError, TimeoutError, PoolTimeoutError) as exc:
-        detail = f"database unreachable ({type(exc).__name__})"
+        migrated = (await database.fetch(queries.ALEMBIC_TABLE_EXISTS[database.dialect]))[0]["present"]
+        current = [row["version_num"] for row in await database.fetch(queries.SCHEMA_REVISIONS)] if migrated else []
+    except (DatabaseUnavailable, DBAPIError, OSError, TimeoutError, PoolTimeoutError) as exc:
+        detail = f"database unreachable ({type(exc.__cause__ or exc).__name__})"
         return JSONResponse({"status": "unavailable", "detail": detail}, status.HTTP_503_SERVICE_UNAVAILABLE)
     if current != [expected]:
         detail = (

@@ -1,17 +1,16 @@
 """Posts: the feed, one post, and the owner's edits."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import queries
-from app.database import fetch_all
+from app.database import Database, Row
 from app.deps import (
-    Connection,
     CurrentUser,
+    DatabaseDep,
     OwnedPost,
     PostId,
     TokenUserId,
@@ -40,7 +39,7 @@ router = SlashAgnosticRouter(prefix="/posts", tags=["posts"])
 @router.get("/", response_model=list[PostWithVotes], summary="List posts", responses=responses(401))
 async def list_posts(
     viewer_id: TokenUserId,
-    connection: Connection,
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 10,
     skip: Annotated[int, Query(ge=0, le=MAX_ID, description="Posts to skip")] = 0,
     search: Annotated[
@@ -64,20 +63,20 @@ async def list_posts(
         params["pattern"] = queries.like_pattern(search)
     if before_id is not None:
         if before_id > MAX_ROW_ID:  # no such post can exist (ids are 32-bit)
-            await check_cursor(before_id, viewer_id, connection)
+            await check_cursor(before_id, viewer_id, database)
         params["before_id"] = before_id
-    rows = await fetch_all(connection, queries.LIST_POSTS[bool(search), before_id is not None], params)
+    rows = await database.fetch(queries.LIST_POSTS[bool(search), before_id is not None], params)
     if not rows:
-        await ensure_account_exists(viewer_id, connection)
+        await ensure_account_exists(viewer_id, database)
         if before_id is not None:
-            await check_cursor(before_id, viewer_id, connection)
+            await check_cursor(before_id, viewer_id, database)
     return json_response([queries.post_with_votes(row) for row in rows])
 
 
-async def check_cursor(before_id: int, viewer_id: int, connection: AsyncConnection) -> None:
+async def check_cursor(before_id: int, viewer_id: int, database: Database) -> None:
     """An empty keyset page must not hide a bad cursor: say so when the post is gone or not yours to see."""
     try:
-        await find_visible_post(before_id, viewer_id, connection)
+        await find_visible_post(before_id, viewer_id, database)
     except HTTPException:
         raise RequestValidationError(
             [{"loc": ("query", "before_id"), "msg": f"no post {before_id} to page from", "type": "value_error"}]
@@ -91,9 +90,9 @@ async def check_cursor(before_id: int, viewer_id: int, connection: AsyncConnecti
     summary="Create a post",
     responses=responses(401, body=True),
 )
-async def create_post(body: PostCreate, viewer_id: TokenUserId, connection: Connection) -> Response:
+async def create_post(body: PostCreate, viewer_id: TokenUserId, database: DatabaseDep) -> Response:
     """Publish (or draft) a post; you are its owner."""
-    rows = await fetch_all(connection, queries.CREATE_POST, {**body.model_dump(), "viewer_id": viewer_id})
+    rows = await database.fetch(queries.CREATE_POST, {**body.model_dump(), "viewer_id": viewer_id})
     if not rows:  # the token's account no longer exists
         raise credentials_error()
     post = queries.post_with_owner(rows[0], queries.owner_from(rows[0]))
@@ -101,44 +100,40 @@ async def create_post(body: PostCreate, viewer_id: TokenUserId, connection: Conn
 
 
 @router.get("/{post_id}", response_model=PostWithVotes, summary="Get a post", responses=responses(401, 404))
-async def read_post(post_id: PostId, viewer_id: TokenUserId, connection: Connection) -> Response:
+async def read_post(post_id: PostId, viewer_id: TokenUserId, database: DatabaseDep) -> Response:
     """One post with its owner and vote count."""
-    rows: Sequence[Mapping[str, Any]] = []
+    rows: Sequence[Row] = []
     if post_id <= MAX_ROW_ID:
-        rows = await fetch_all(connection, queries.POST_DETAIL, {"post_id": post_id, "viewer_id": viewer_id})
+        rows = await database.fetch(queries.POST_DETAIL, {"post_id": post_id, "viewer_id": viewer_id})
     if not rows:
-        await ensure_account_exists(viewer_id, connection)
+        await ensure_account_exists(viewer_id, database)
         raise post_not_found(post_id)
     return json_response(queries.post_with_votes(rows[0]))
 
 
-async def _update(
-    post: OwnedPost, user: CurrentUser, connection: Connection, changes: dict[str, Any]
-) -> dict[str, Any]:
-    row = (await connection.execute(queries.UPDATE_POST.values(**changes), {"post_id": post.id})).one_or_none()
-    if row is None:  # deleted between the ownership check and the update
-        raise post_not_found(post.id)
-    return queries.post_with_owner(row._mapping, owner_of(user))
+async def _update(post: Row, user: Row, database: Database, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply `changes` (title, content, published; a missing one is kept) to an owned post."""
+    unchanged = {"title": None, "content": None, "published": None}
+    rows = await database.fetch(queries.UPDATE_POST, {**unchanged, **changes, "post_id": post["id"]})
+    if not rows:  # deleted between the ownership check and the update
+        raise post_not_found(post["id"])
+    return queries.post_with_owner(rows[0], owner_of(user))
 
 
 @router.put(
     "/{post_id}", response_model=PostOut, summary="Replace a post", responses=responses(401, 403, 404, body=True)
 )
-async def replace_post(body: PostReplace, post: OwnedPost, user: CurrentUser, connection: Connection) -> dict[str, Any]:
+async def replace_post(body: PostReplace, post: OwnedPost, user: CurrentUser, database: DatabaseDep) -> dict[str, Any]:
     """Replace title, content and published (default true) of your post."""
-    return await _update(post, user, connection, body.model_dump())
+    return await _update(post, user, database, body.model_dump())
 
 
 @router.patch(
     "/{post_id}", response_model=PostOut, summary="Edit a post", responses=responses(401, 403, 404, body=True)
 )
-async def patch_post(body: PostPatch, post: OwnedPost, user: CurrentUser, connection: Connection) -> dict[str, Any]:
+async def patch_post(body: PostPatch, post: OwnedPost, user: CurrentUser, database: DatabaseDep) -> dict[str, Any]:
     """Change only the fields you send."""
-    changes = body.model_dump(exclude_unset=True)
-    if not changes:
-        # Nothing to change: answer with the post as it is (an UPDATE without SET is invalid SQL).
-        changes = {"title": queries.posts.c.title}
-    return await _update(post, user, connection, changes)
+    return await _update(post, user, database, body.model_dump(exclude_unset=True))
 
 
 @router.delete(
@@ -148,7 +143,7 @@ async def patch_post(body: PostPatch, post: OwnedPost, user: CurrentUser, connec
     summary="Delete a post",
     responses=responses(401, 403, 404),
 )
-async def delete_post(post: OwnedPost, connection: Connection) -> Response:
+async def delete_post(post: OwnedPost, database: DatabaseDep) -> Response:
     """Delete your post and its votes."""
-    await connection.execute(queries.DELETE_POST, {"post_id": post.id})
+    await database.fetch(queries.DELETE_POST, {"post_id": post["id"]})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from fastapi import HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from app import queries
-from app.deps import Connection, CurrentUser, RateLimitsDep, client_address, enforce_rate_limit
+from app.deps import CurrentUser, DatabaseDep, RateLimitsDep, client_address, enforce_rate_limit
 from app.models import MAX_ROW_ID
 from app.routing import SlashAgnosticRouter, responses
 from app.schemas import MAX_ID, UserCreate, UserMe, UserOut
@@ -23,7 +23,7 @@ router = SlashAgnosticRouter(prefix="/users", tags=["users"])
     responses=responses(409, 429, body=True),
 )
 async def create_user(
-    body: UserCreate, request: Request, limits: RateLimitsDep, connection: Connection
+    body: UserCreate, request: Request, limits: RateLimitsDep, database: DatabaseDep
 ) -> dict[str, object]:
     """Create an account; the email must not be registered yet (compared case-insensitively)."""
     if limits is not None:
@@ -32,31 +32,26 @@ async def create_user(
         limits.registrations_per_address.hit(address)
     # Hashing is deliberately slow: keep it off the event loop.
     password_hash = await run_in_threadpool(hash_password, body.password)
-    insert = queries.INSERT_USER[connection.dialect.name]
-    row = (
-        await connection.execute(
-            insert, {"email": body.email, "password": password_hash, "phone_number": body.phone_number}
-        )
-    ).one_or_none()
-    if row is None:
+    rows = await database.fetch(
+        queries.INSERT_USER, {"email": body.email, "password": password_hash, "phone_number": body.phone_number}
+    )
+    if not rows:
         raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail="An account with this email already exists")
-    return row._asdict()
+    return dict(rows[0])
 
 
 @router.get("/me", response_model=UserMe, summary="Your account", responses=responses(401))
 async def read_current_user(user: CurrentUser) -> dict[str, object]:
     """The account the token belongs to, with its phone number."""
-    return user._asdict()
+    return dict(user)
 
 
 @router.get("/{user_id}", response_model=UserOut, summary="Get an account", responses=responses(401, 404))
 async def read_user(
-    user_id: Annotated[int, Path(ge=1, le=MAX_ID)], _caller: CurrentUser, connection: Connection
+    user_id: Annotated[int, Path(ge=1, le=MAX_ID)], _caller: CurrentUser, database: DatabaseDep
 ) -> dict[str, object]:
     """Someone's public profile: id, email and when they joined."""
-    user = None
-    if user_id <= MAX_ROW_ID:
-        user = (await connection.execute(queries.USER_BY_ID, {"user_id": user_id})).one_or_none()
-    if user is None:
+    users = await database.fetch(queries.USER_BY_ID, {"user_id": user_id}) if user_id <= MAX_ROW_ID else []
+    if not users:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"user with id {user_id} was not found")
-    return user._asdict()
+    return dict(users[0])

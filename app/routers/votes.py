@@ -4,8 +4,7 @@ from fastapi import HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from app import queries
-from app.database import fetch_all
-from app.deps import Connection, TokenUserId, find_visible_post, get_current_user
+from app.deps import DatabaseDep, TokenUserId, find_visible_post, get_current_user
 from app.models import MAX_ROW_ID
 from app.routing import SlashAgnosticRouter, json_response, responses
 from app.schemas import Message, VoteIn
@@ -20,20 +19,20 @@ router = SlashAgnosticRouter(prefix="/vote", tags=["votes"])
     summary="Vote or take a vote back",
     responses=responses(401, 404, 409, body=True),
 )
-async def vote(body: VoteIn, viewer_id: TokenUserId, connection: Connection) -> Response:
+async def vote(body: VoteIn, viewer_id: TokenUserId, database: DatabaseDep) -> Response:
     """`dir: 1` adds your vote (409 if you already voted); `dir: 0` removes it (404 if there is none)."""
     params = {"viewer_id": viewer_id, "post_id": body.post_id}
     if body.post_id <= MAX_ROW_ID:
         try:
-            changed = await fetch_all(connection, queries.ADD_VOTE if body.dir == 1 else queries.REMOVE_VOTE, params)
+            changed = await database.fetch(queries.ADD_VOTE if body.dir == 1 else queries.REMOVE_VOTE, params)
         except IntegrityError:  # the post was deleted while we voted: explained below as 404
             changed = []
         if changed:
             message = "successfully added vote" if body.dir == 1 else "successfully deleted vote"
             return json_response({"message": message}, status_code=status.HTTP_201_CREATED)
     # Nothing changed: find out why, in the order a client would want to hear it.
-    await get_current_user(viewer_id, connection)  # 401: the account is gone
-    await find_visible_post(body.post_id, viewer_id, connection)  # 404: no such post (for you)
+    await get_current_user(viewer_id, database)  # 401: the account is gone
+    await find_visible_post(body.post_id, viewer_id, database)  # 404: no such post (for you)
     if body.dir == 1:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"user {viewer_id} has already voted on post {body.post_id}"
