@@ -53,8 +53,8 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Literal["development", "test", "production"] = "development"
     DATABASE_URL: str = DEFAULT_DATABASE_URL
-    # Connections per worker process; keep it >= the concurrent requests one worker
-    # serves, and workers x (pool + overflow) below PostgreSQL's max_connections.
+    # PostgreSQL connections per worker process: up to pool + overflow, opened as
+    # needed. Keep workers x (pool + overflow) below PostgreSQL's max_connections.
     DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
     # Fail fast when PostgreSQL is down, stalled or slow: waiting for a pooled
