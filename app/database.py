@@ -8,6 +8,7 @@
   foreign keys OFF and real transactional DDL (see `create_migration_engine`).
 """
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -190,32 +191,48 @@ class PostgresDatabase(Database):
             # up a second later (covers a server that stopped answering altogether).
             server_settings={"statement_timeout": str(statement_timeout_ms)},
             command_timeout=statement_timeout_ms / 1000 + 1,
+            reset=_keep_session,
         )
         return cls(pool, pool_timeout)
 
     async def fetch(self, prepared: Prepared, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
         args = [params[name] for name in prepared.parameter_names] if params else []
         try:
-            async with self._pool.acquire(timeout=self._pool_timeout) as connection:
-                try:
-                    rows: Sequence[Row] = await connection.fetch(prepared.asyncpg_sql, *args)
-                except _CONNECTION_TROUBLE:
-                    # Do not hand a connection in an unknown state back to the pool (giving
-                    # it back would wait for a server that may have stopped answering).
-                    connection.terminate()
-                    raise
+            # asyncio.timeout rather than acquire(timeout=...), which runs every checkout
+            # as a task of its own (measured: a few percent of a feed request).
+            async with asyncio.timeout(self._pool_timeout):
+                connection = await self._pool.acquire()
+        except (*_CONNECTION_TROUBLE, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(f"no database connection within {self._pool_timeout} s: {exc!r}") from exc
+        try:
+            rows: Sequence[Row] = await connection.fetch(prepared.asyncpg_sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
-        except (*_CONNECTION_TROUBLE, asyncpg.PostgresError) as exc:
-            if isinstance(exc, _CONNECTION_TROUBLE):
-                # The server restarted or went away: its other pooled connections are as
-                # dead as this one; reconnect them as they are next used.
-                await self._pool.expire_connections()
+        except _CONNECTION_TROUBLE as exc:
+            # Do not hand a connection in an unknown state back to the pool (its reset
+            # would wait for a server that may have stopped answering); and the server
+            # restarted or went away, so its other connections are as dead as this one:
+            # they are reconnected as they are next used.
+            connection.terminate()
+            await self._pool.expire_connections()
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except asyncpg.PostgresError as exc:  # e.g. statement_timeout: the connection is fine
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            await self._pool.release(connection)
         return rows
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Give a connection back as it is, after asyncpg's own check for an open transaction.
+
+    asyncpg's default reset (RESET ALL, UNLISTEN *, CLOSE ALL, advisory unlock) is a round
+    trip on every release; the request path never changes session state, so there is
+    nothing to reset (measured: about 8 % of a feed request, and PostgreSQL's CPU besides).
+    """
 
 
 # Errors that say the connection (not the statement) failed: refused, reset, closed by

@@ -5,6 +5,7 @@ binaries of this machine, so they can stop, freeze and restart it. They run in t
 PostgreSQL pass of the suite (TEST_DATABASE_URL), where those binaries exist.
 """
 
+import asyncio
 import os
 import shutil
 import signal
@@ -21,8 +22,10 @@ import psycopg
 import pytest
 from conftest import PASSWORD, needs_postgresql
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
-from app.config import Settings
+from app.config import Settings, driver_urls
+from app.database import DatabaseUnavailable, PostgresDatabase, Prepared, open_database
 from app.main import create_app
 from app.migrations import upgrade_to_head
 
@@ -214,3 +217,31 @@ def test_a_stalled_server_gives_503_within_the_timeout_then_recovers(
     assert slowest < TIMEOUT_SECONDS * 2 + 1, f"a request hung for {slowest:.1f} s"
     acknowledged = {post_id for status, _, post_id in writer.answers if status == 201}
     assert acknowledged <= _stored_post_ids(own_postgres.url)
+
+
+@needs_postgresql
+def test_a_request_that_finds_no_free_connection_gets_503_after_the_pool_timeout(migrated_database: str) -> None:
+    """Every pooled connection busy for longer than DATABASE_POOL_TIMEOUT_SECONDS: 503, not a wait without end."""
+
+    async def scenario() -> tuple[float, DatabaseUnavailable | None]:
+        database = await open_database(driver_urls(migrated_database)[1], pool_size=1, max_overflow=0, pool_timeout=0.5)
+        try:
+            assert isinstance(database, PostgresDatabase)
+            busy = asyncio.create_task(database.fetch(Prepared.of(text("SELECT pg_sleep(2)"))))
+            await asyncio.sleep(0.2)  # the only connection is now taken
+            started = time.monotonic()
+            try:
+                await database.fetch(Prepared.of(text("SELECT 1")))
+                failure = None
+            except DatabaseUnavailable as exc:
+                failure = exc
+            waited = time.monotonic() - started
+            await busy  # the busy statement itself was not disturbed
+            assert (await database.fetch(Prepared.of(text("SELECT 1 AS one"))))[0]["one"] == 1  # the pool recovers
+            return waited, failure
+        finally:
+            await database.close()
+
+    waited, failure = asyncio.run(scenario())
+    assert failure is not None and "no database connection within 0.5 s" in str(failure)
+    assert 0.4 < waited < 1.5, waited
