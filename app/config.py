@@ -53,10 +53,11 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Literal["development", "test", "production"] = "development"
     DATABASE_URL: str = DEFAULT_DATABASE_URL
-    # PostgreSQL connections per worker process: up to pool + overflow, opened as
-    # needed. Keep workers x (pool + overflow) below PostgreSQL's max_connections.
-    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
-    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    # Most PostgreSQL connections one worker process opens (as requests need them).
+    # Small on purpose: a connection is held only while a statement runs, and more
+    # statements at once than PostgreSQL has cores only lengthens the slowest (README,
+    # "Production"). workers x pool must stay below PostgreSQL's max_connections.
+    DATABASE_POOL_SIZE: int = Field(default=4, ge=1)
     # Fail fast when PostgreSQL is down, stalled or slow: waiting for a pooled
     # connection, opening one, and any single statement are all bounded.
     DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5, gt=0)

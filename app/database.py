@@ -267,8 +267,7 @@ class SQLAlchemyDatabase(Database):
 async def open_database(
     url: URL | str,
     *,
-    pool_size: int = 20,
-    max_overflow: int = 10,
+    pool_size: int = 4,
     pool_timeout: float = 5,
     connect_timeout: float = 5,
     statement_timeout_ms: int = 5000,
@@ -278,7 +277,7 @@ async def open_database(
     if url.get_backend_name() == "postgresql":
         return await PostgresDatabase.open(
             url,
-            max_connections=pool_size + max_overflow,
+            max_connections=pool_size,
             pool_timeout=pool_timeout,
             connect_timeout=connect_timeout,
             statement_timeout_ms=statement_timeout_ms,

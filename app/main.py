@@ -43,7 +43,6 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         app.state.database = await open_database(
             app_settings.async_database_url,
             pool_size=app_settings.DATABASE_POOL_SIZE,
-            max_overflow=app_settings.DATABASE_MAX_OVERFLOW,
             pool_timeout=app_settings.DATABASE_POOL_TIMEOUT_SECONDS,
             connect_timeout=app_settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
             statement_timeout_ms=app_settings.DATABASE_STATEMENT_TIMEOUT_MS,

@@ -224,7 +224,7 @@ def test_a_request_that_finds_no_free_connection_gets_503_after_the_pool_timeout
     """Every pooled connection busy for longer than DATABASE_POOL_TIMEOUT_SECONDS: 503, not a wait without end."""
 
     async def scenario() -> tuple[float, DatabaseUnavailable | None]:
-        database = await open_database(driver_urls(migrated_database)[1], pool_size=1, max_overflow=0, pool_timeout=0.5)
+        database = await open_database(driver_urls(migrated_database)[1], pool_size=1, pool_timeout=0.5)
         try:
             assert isinstance(database, PostgresDatabase)
             busy = asyncio.create_task(database.fetch(Prepared.of(text("SELECT pg_sleep(2)"))))
