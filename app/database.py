@@ -208,11 +208,11 @@ class PostgresDatabase(Database):
             rows: Sequence[Row] = await connection.fetch(prepared.asyncpg_sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(prepared.asyncpg_sql, params, exc) from exc
+        except asyncpg.DataError:
+            # A value PostgreSQL (or asyncpg, encoding it) rejects: inputs are validated
+            # before they get here, so this is a bug to see, not an outage to retry.
+            raise
         except _CONNECTION_TROUBLE as exc:
-            if isinstance(exc, ValueError):
-                # asyncpg's client-side DataError: a parameter it cannot encode. That is a
-                # bug in the caller (inputs are validated first), not a connection problem.
-                raise
             # Do not hand a connection in an unknown state back to the pool (its reset
             # would wait for a server that may have stopped answering); and the server
             # restarted or went away, so its other connections are as dead as this one:

@@ -91,8 +91,9 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
-                ours_unset = _API_SECURITY_HEADER_NAMES.isdisjoint(name for name, _ in headers.raw)
-                if security_headers is API_SECURITY_HEADERS and ours_unset:
+                if security_headers is API_SECURITY_HEADERS and _API_SECURITY_HEADER_NAMES.isdisjoint(
+                    name for name, _ in headers.raw
+                ):
                     # The common case, in one step: no header of ours was set by the endpoint.
                     headers.raw.extend(_API_SECURITY_HEADERS_RAW)
                 else:

@@ -205,7 +205,7 @@ UPDATE_POST = Prepared.of(
     )
     .returning(*posts.c)
 )
-DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")).returning(posts.c.id))
+DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")))
 
 # --- votes -------------------------------------------------------------------
 

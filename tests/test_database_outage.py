@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 from conftest import PASSWORD, needs_postgresql
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from app import queries
 from app.config import Settings, driver_urls
 from app.database import DatabaseUnavailable, PostgresDatabase, Prepared, open_database
 from app.main import create_app
@@ -245,3 +247,21 @@ def test_a_request_that_finds_no_free_connection_gets_503_after_the_pool_timeout
     waited, failure = asyncio.run(scenario())
     assert failure is not None and "no database connection within 0.5 s" in str(failure)
     assert 0.4 < waited < 1.5, waited
+
+
+@needs_postgresql
+def test_a_parameter_the_driver_cannot_encode_is_a_bug_not_an_outage(migrated_database: str) -> None:
+    """A value the database rejects surfaces as the bug it is: no 503 telling clients to retry, no pool expiry."""
+
+    async def scenario() -> None:
+        database = await open_database(driver_urls(migrated_database)[1], pool_size=2)
+        try:
+            assert isinstance(database, PostgresDatabase)
+            await database.fetch(Prepared.of(text("SELECT 1")))  # one pooled connection, now idle
+            with pytest.raises(asyncpg.DataError, match="int32"):
+                await database.fetch(queries.POST_OWNERSHIP, {"post_id": 2**40})
+            assert database._pool.get_idle_size() == 1  # still connected: the pool was not expired
+        finally:
+            await database.close()
+
+    asyncio.run(scenario())
