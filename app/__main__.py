@@ -12,6 +12,7 @@ import uvicorn
 
 from app.middleware import configure_logging
 from app.migrations import upgrade_to_head
+from app.serving import UVICORN_OPTIONS
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
         access_log=False,  # the app writes its own structured access log (app/middleware.py)
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        **UVICORN_OPTIONS,
     )
 
 

@@ -7,7 +7,10 @@ reads it once.
 """
 
 import os
+import socket
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
@@ -141,6 +145,47 @@ def client(_session_client: TestClient) -> Iterator[TestClient]:
     """The API over HTTP, on a database that is empty again after each test."""
     yield _session_client
     empty_tables()
+
+
+@pytest.fixture
+def live_server(client: TestClient) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, on the suite's test database; yields its base URL.
+
+    It runs with the protocol options of `python -m app` (app/serving.py) and serves a fresh
+    app from the same factory as `app.main.app`: that object's lifespan is already running
+    under the session's TestClient, and a second one would replace its engine. Depending on
+    `client` means the tables are emptied after the test, once the server is gone.
+    """
+    from app.main import create_app
+    from app.serving import UVICORN_OPTIONS
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(),
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        **UVICORN_OPTIONS,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-e2e", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            pytest.fail("the uvicorn server did not start (see the log above)")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        assert not thread.is_alive(), "the uvicorn server did not stop"
 
 
 @dataclass

@@ -11,21 +11,15 @@ Skipped only when Chromium or the playwright package is missing (CI installs bot
 
 import contextlib
 import re
-import socket
-import threading
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from conftest import Account
 from fastapi.testclient import TestClient
-
-from app.main import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -50,38 +44,6 @@ CHROMIUM_ARGS = [
 STEP_TIMEOUT_MS = 10_000
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def live_server(client: TestClient) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, on the suite's test database; yields its base URL.
-
-    It serves a fresh app from the same factory as `app.main.app`: that object's lifespan is
-    already running under the session's TestClient, and a second one would replace its engine.
-    Depending on `client` means the tables are emptied after the test, once the server is gone.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(), log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-e2e", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            pytest.fail("the uvicorn server did not start (see the log above)")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        assert not thread.is_alive(), "the uvicorn server did not stop"
 
 
 def assert_docs_are_self_hosted(base_url: str) -> None:
