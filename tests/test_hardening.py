@@ -1,7 +1,9 @@
 """Brute-force limits, health checks, HTTP hygiene (body limit, headers, request ids, CORS, access log)."""
 
+import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.middleware import JsonLogFormatter
+from app.middleware import BufferedStreamHandler, JsonLogFormatter
 from app.ratelimit import SlidingWindowLimiter
 
 
@@ -258,3 +260,57 @@ def test_one_structured_access_log_line_per_request(client: TestClient, caplog: 
     line = json.loads(JsonLogFormatter().format(record))  # one JSON object per line
     assert line["request_id"] == "trace-me-1"
     assert {"time", "level", "method", "path", "status", "duration_ms", "client"} <= line.keys()
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts the writes it is asked for (each is a system call on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def access_record(number: int, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("agora.access", level, __file__, 1, "GET /posts/ %d", (number,), None)
+
+
+def test_log_lines_leave_in_batches_within_the_interval() -> None:
+    stream = CountingStream()
+    handler = BufferedStreamHandler(stream, interval=0.2)
+    try:
+        for number in range(50):
+            handler.handle(access_record(number))
+        assert stream.writes == 0, "an INFO line must not cost a write of its own"
+        deadline = time.monotonic() + 5
+        while stream.getvalue().count("\n") < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stream.getvalue().splitlines() == [f"GET /posts/ {number}" for number in range(50)]
+        assert stream.writes == 1, "the 50 lines must leave together"
+    finally:
+        handler.close()
+
+
+def test_warnings_go_out_at_once_with_what_came_before() -> None:
+    stream = CountingStream()
+    handler = BufferedStreamHandler(stream, interval=3600)
+    try:
+        handler.handle(access_record(1))
+        handler.handle(access_record(2, logging.WARNING))
+        assert stream.getvalue().splitlines() == ["GET /posts/ 1", "GET /posts/ 2"]
+    finally:
+        handler.close()
+
+
+def test_a_full_batch_and_closing_write_at_once() -> None:
+    stream = CountingStream()
+    handler = BufferedStreamHandler(stream, interval=3600, max_lines=10)
+    for number in range(10):
+        handler.handle(access_record(number))
+    assert stream.getvalue().count("\n") == 10, "a batch of max_lines must not wait for the interval"
+    handler.handle(access_record(10))
+    handler.close()
+    assert stream.getvalue().splitlines()[-1] == "GET /posts/ 10", "closing must write what is pending"
