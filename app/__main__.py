@@ -2,7 +2,8 @@
 
 Development: `python -m app` (127.0.0.1:8000, one process).
 Production: run `alembic upgrade head` once as its own step, then
-`python -m app --no-migrate --host 0.0.0.0 --workers 2` (or uvicorn directly).
+`python -m app --no-migrate --host 0.0.0.0 --workers 2` (uvicorn directly works too, without
+the one-write responses of app/serving.py).
 """
 
 import argparse
