@@ -187,7 +187,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.interval = interval
         self.max_lines = max_lines
         self._lines: list[str] = []
-        self._closed = threading.Event()
+        self._stop_flushing = threading.Event()
         self._flusher = threading.Thread(target=self._flush_every_interval, name="log-flusher", daemon=True)
         self._flusher.start()
 
@@ -215,11 +215,11 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.release()
 
     def _flush_every_interval(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._stop_flushing.wait(self.interval):
             self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stop_flushing.set()
         self.flush()
         super().close()
 

@@ -314,3 +314,10 @@ def test_a_full_batch_and_closing_write_at_once() -> None:
     handler.handle(access_record(10))
     handler.close()
     assert stream.getvalue().splitlines()[-1] == "GET /posts/ 10", "closing must write what is pending"
+
+
+def test_closing_twice_is_harmless() -> None:
+    # uvicorn's logging set-up shuts every existing handler down, and ours closes it again.
+    handler = BufferedStreamHandler(CountingStream())
+    handler.close()
+    handler.close()
