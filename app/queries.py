@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import Executable, Select
+from sqlalchemy.sql import Executable, Select, Subquery
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -141,21 +142,37 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
     )
 
 
-def _post_page(*, search: bool, keyset: bool) -> Select[Any]:
-    page = select(posts).where(VISIBLE_TO_VIEWER)
+def _post_page(*, search: bool, keyset: bool, window: int | None = None) -> Select[Any]:
+    """The visible posts of one page, newest first; `window`: only among the newest `window` posts."""
+    source: Table | Subquery = posts
+    if window is not None:
+        recent = select(posts)
+        if keyset:
+            recent = recent.where(_after_cursor(posts))
+        # A literal, not a parameter: it is what makes the generic plan good (see RECENT_SEARCH).
+        source = recent.order_by(*NEWEST_FIRST).limit(literal_column(str(window), Integer)).subquery("recent")
+    page = select(source).where(or_(source.c.published, source.c.owner_id == bindparam("viewer_id")))
     if search:
-        page = page.where(MatchesIgnoringCase(posts.c.title, bindparam("pattern")))
-    if keyset:
-        # Strictly after the cursor post in feed order: an index range, however deep.
-        cursor = posts.alias("cursor")
-        cursor_created_at = (
-            select(cursor.c.created_at)
-            .where(cursor.c.id == bindparam("before_id"))
-            .where(or_(cursor.c.published, cursor.c.owner_id == bindparam("viewer_id")))
-            .scalar_subquery()
-        )
-        page = page.where(tuple_(posts.c.created_at, posts.c.id) < tuple_(cursor_created_at, bindparam("before_id")))
-    return page.order_by(*NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("skip"))
+        page = page.where(MatchesIgnoringCase(source.c.title, bindparam("pattern")))
+    if keyset and window is None:
+        page = page.where(_after_cursor(source))
+    return (
+        page.order_by(source.c.created_at.desc(), source.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("skip"))
+    )
+
+
+def _after_cursor(source: Table | Subquery) -> ColumnElement[bool]:
+    """Strictly after the cursor post in feed order: an index range, however deep."""
+    cursor = posts.alias("cursor")
+    cursor_created_at = (
+        select(cursor.c.created_at)
+        .where(cursor.c.id == bindparam("before_id"))
+        .where(or_(cursor.c.published, cursor.c.owner_id == bindparam("viewer_id")))
+        .scalar_subquery()
+    )
+    return tuple_(source.c.created_at, source.c.id) < tuple_(cursor_created_at, bindparam("before_id"))
 
 
 # Paging happens before counting: only the posts of the page have their votes counted.
@@ -163,6 +180,21 @@ def _post_page(*, search: bool, keyset: bool) -> Select[Any]:
 LIST_POSTS = {
     (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset))
     for search in (False, True)
+    for keyset in (False, True)
+}
+
+# A search first looks among the newest SEARCH_WINDOW posts (after the cursor, if any).
+# Why: LIST_POSTS[True, ...] is planned anew on every execution, because the best plan
+# depends on the word (a rare one is found through the trigram index, a common one by
+# walking the feed index), and PostgreSQL spent more time planning it than running it.
+# This statement has one good plan for every word (walk at most SEARCH_WINDOW rows of the
+# feed index), so PostgreSQL plans it once per connection. When the window holds a full
+# page, that page is exactly the page of the whole table (the window is its newest
+# part); when it does not (a rare word, a deep page, the end of the matches), the
+# endpoint runs LIST_POSTS[True, ...], which is exact in every case.
+SEARCH_WINDOW = 500
+RECENT_SEARCH = {
+    keyset: _posts_with_owner_and_votes(_post_page(search=True, keyset=keyset, window=SEARCH_WINDOW))
     for keyset in (False, True)
 }
 POST_DETAIL = _posts_with_owner_and_votes(select(posts).where(posts.c.id == bindparam("post_id"), VISIBLE_TO_VIEWER))

@@ -21,12 +21,22 @@ CASES: list[tuple[str, Prepared, dict[str, object]]] = [
         {"viewer_id": 1, "limit": 10, "skip": 0, "before_id": 1},
     ),
     (
-        "search 'python' (common word)",
+        "search 'python' among the newest posts first (common word: the page is found there)",
+        queries.RECENT_SEARCH[False],
+        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%python%"},
+    ),
+    (
+        "search 'zzq' among the newest posts first (no match: the endpoint then asks the whole table)",
+        queries.RECENT_SEARCH[False],
+        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%zzq%"},
+    ),
+    (
+        "search 'python' in the whole table (common word)",
         queries.LIST_POSTS[True, False],
         {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%python%"},
     ),
     (
-        "search 'zzq' (no match)",
+        "search 'zzq' in the whole table (no match)",
         queries.LIST_POSTS[True, False],
         {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%zzq%"},
     ),

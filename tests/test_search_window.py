@@ -1,0 +1,222 @@
+"""Search looks among the newest posts first (app/queries.py, RECENT_SEARCH): the page must be exact anyway.
+
+The feed built here: one old "needle", then more "hay" posts than the window holds, then
+three new "needle" posts. A needle search finds less than a page in the window; hay
+searches cross the window's edge at chosen pages.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import IS_POSTGRESQL, Account, needs_postgresql
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
+
+from app import queries
+from app.database import Prepared
+from app.routers import posts as posts_router
+from app.routers.posts import ExpiringSet
+
+WINDOW = queries.SEARCH_WINDOW
+HAY = WINDOW + 20
+
+
+@dataclass
+class Feed:
+    reader: Account
+    new_needles: list[int]  # newest first
+    old_needle: int
+    hay: list[int]  # newest first
+
+
+def _ids(client: TestClient, reader: Account, **params: Any) -> list[int]:
+    response = client.get("/posts/", params=params, headers=reader.headers)
+    assert response.status_code == 200, response.text
+    return [item["Post"]["id"] for item in response.json()]
+
+
+@pytest.fixture
+def feed(client: TestClient, make_account: Callable[..., Account], sql: Connection) -> Iterator[Feed]:
+    author, reader = make_account(), make_account()
+
+    def post(title: str) -> int:
+        response = client.post("/posts/", json={"title": title, "content": "c"}, headers=author.headers)
+        assert response.status_code == 201, response.text
+        post_id: int = response.json()["id"]
+        return post_id
+
+    old_needle = post("an old needle")
+    sql.execute(text("UPDATE posts SET created_at = '2020-01-01 00:00:00' WHERE id = :id"), {"id": old_needle})
+    # Hay post i is i seconds after 2021-01-01: older than the new needles, newer than the old one.
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, content, published, created_at, owner_id) "
+            "VALUES (:title, 'c', true, :created_at, :owner_id)"
+        ),
+        [
+            {
+                "title": f"hay {i}",
+                "created_at": f"2021-01-01 {i // 3600:02}:{i // 60 % 60:02}:{i % 60:02}",
+                "owner_id": author.id,
+            }
+            for i in range(HAY)
+        ],
+    )
+    hay = [
+        row[0] for row in sql.execute(text("SELECT id FROM posts WHERE title LIKE 'hay %' ORDER BY created_at DESC"))
+    ]
+    new_needles = [post(f"a new needle {i}") for i in range(3)][::-1]
+    if IS_POSTGRESQL:
+        sql.exec_driver_sql("ANALYZE posts")
+    posts_router.sparse_searches.clear()
+    yield Feed(reader, new_needles, old_needle, hay)
+    posts_router.sparse_searches.clear()
+
+
+def test_a_rare_search_finds_posts_older_than_the_window(client: TestClient, feed: Feed) -> None:
+    assert _ids(client, feed.reader, search="NEEDLE") == [*feed.new_needles, feed.old_needle]
+    # Asked again (now known to be sparse), the same page.
+    assert _ids(client, feed.reader, search="NEEDLE") == [*feed.new_needles, feed.old_needle]
+
+
+@pytest.mark.parametrize(
+    "skip",
+    [
+        0,
+        WINDOW - 15,  # the window (3 needles, WINDOW - 3 hay) still holds the whole page
+        WINDOW - 10,  # the page runs past the window's edge
+        WINDOW + 5,  # the page lies beyond the window
+        HAY - 5,  # the end of the matches: a short last page
+    ],
+)
+def test_a_common_search_pages_exactly_across_the_window_edge(client: TestClient, feed: Feed, skip: int) -> None:
+    assert _ids(client, feed.reader, search="hay", limit=10, skip=skip) == feed.hay[skip : skip + 10]
+
+
+def test_keyset_search_pages_exactly_across_the_window_edge(client: TestClient, feed: Feed) -> None:
+    walked: list[int] = []
+    before: dict[str, int] = {}
+    while page := _ids(client, feed.reader, search="hay", limit=90, **before):
+        walked += page
+        before = {"before_id": page[-1]}
+    assert walked == feed.hay
+    # After the newest hay post, the window holds hay only: the old needle lies beyond it.
+    assert _ids(client, feed.reader, search="needle", before_id=feed.hay[0]) == [feed.old_needle]
+
+
+def test_drafts_in_the_window_stay_hidden_and_the_page_stays_full(
+    client: TestClient, feed: Feed, sql: Connection
+) -> None:
+    sql.execute(text("UPDATE posts SET published = false WHERE id IN (:a, :b)"), {"a": feed.hay[1], "b": feed.hay[3]})
+    visible = [post_id for post_id in feed.hay if post_id not in (feed.hay[1], feed.hay[3])]
+    assert _ids(client, feed.reader, search="hay", limit=10) == visible[:10]
+
+
+@pytest.fixture
+def statements(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
+    """The statements the app runs from now on, in order."""
+    seen: list[Prepared] = []
+    database = client.app.state.database  # type: ignore[attr-defined]
+    fetch = database.fetch
+
+    def recording_fetch(prepared: Prepared, params: Any = None) -> Any:
+        seen.append(prepared)
+        return fetch(prepared, params)
+
+    monkeypatch.setattr(database, "fetch", recording_fetch)
+    return seen
+
+
+def test_a_common_search_is_one_statement_on_the_window(
+    client: TestClient, feed: Feed, statements: list[Prepared]
+) -> None:
+    _ids(client, feed.reader, search="hay", limit=10)
+    assert statements == [queries.RECENT_SEARCH[False]]
+
+
+def test_a_rare_search_skips_the_window_once_it_came_up_short(
+    client: TestClient, feed: Feed, statements: list[Prepared]
+) -> None:
+    _ids(client, feed.reader, search="needle")
+    assert statements == [queries.RECENT_SEARCH[False], queries.LIST_POSTS[True, False]]
+    statements.clear()
+    _ids(client, feed.reader, search="needle")
+    assert statements == [queries.LIST_POSTS[True, False]]
+
+
+def test_a_page_beyond_the_window_does_not_try_it(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
+    _ids(client, feed.reader, search="hay", limit=10, skip=WINDOW - 5)
+    assert statements == [queries.LIST_POSTS[True, False]]
+
+
+def test_the_list_without_search_never_uses_the_window(
+    client: TestClient, feed: Feed, statements: list[Prepared]
+) -> None:
+    _ids(client, feed.reader, limit=10)
+    assert statements == [queries.LIST_POSTS[False, False]]
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_postgresql_plans_the_window_once_per_connection(feed: Feed, sql: Connection, keyset: bool) -> None:
+    """After its first executions, the window statement runs on a generic plan (no planning per search).
+
+    On a table big enough for the plans to differ by word, as the whole-table statement's do.
+    """
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, content, published, created_at, owner_id) "
+            "SELECT (ARRAY['rust', 'python', 'kafka', 'linux'])[1 + i % 4] || ' ' || (ARRAY['mango', 'tango', 'plum'])"
+            "[1 + i % 3] || ' ' || i, 'c', true, timestamptz '2019-01-01' + i * interval '1 second', :owner_id "
+            "FROM generate_series(1, 60000) AS i"
+        ),
+        {"owner_id": feed.reader.id},
+    )
+    sql.exec_driver_sql("ANALYZE posts")
+    prepared = queries.RECENT_SEARCH[keyset]
+    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
+    assert connection is not None
+    connection.execute(f"PREPARE window_search AS {prepared.asyncpg_sql}")
+    try:
+        for word in ("%hay%", "%needle%", "%1%", "%nothing%", "%hay 5%", "%a%", "%hay%"):
+            values = {"viewer_id": feed.reader.id, "pattern": f"'{word}'", "limit": 10, "skip": 0}
+            values["before_id"] = feed.hay[0]
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            connection.execute(f"EXECUTE window_search ({arguments})").fetchall()
+        plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE window_search ({arguments})"))
+    finally:
+        connection.execute("DEALLOCATE window_search")
+    pattern_position = prepared.parameter_names.index("pattern") + 1
+    # A custom plan shows the word itself; the generic one, its parameter.
+    assert f"${pattern_position}" in plan and "%hay%" not in plan, plan
+
+
+def test_a_remembered_key_expires() -> None:
+    now = [0.0]
+    keys = ExpiringSet(seconds=60, max_keys=10, clock=lambda: now[0])
+    keys.add("rare")
+    now[0] = 59.9
+    assert "rare" in keys and "other" not in keys
+    now[0] = 60.0
+    assert "rare" not in keys
+
+
+def test_adding_a_key_again_restarts_its_time() -> None:
+    now = [0.0]
+    keys = ExpiringSet(seconds=60, max_keys=10, clock=lambda: now[0])
+    keys.add("rare")
+    now[0] = 50
+    keys.add("rare")
+    now[0] = 100
+    assert "rare" in keys
+
+
+def test_past_its_size_the_oldest_key_goes_first() -> None:
+    keys = ExpiringSet(seconds=60, max_keys=3)
+    for key in ("a", "b", "c"):
+        keys.add(key)
+    keys.add("a")  # now the newest
+    keys.add("d")
+    assert [key for key in ("a", "b", "c", "d") if key in keys] == ["a", "c", "d"]
