@@ -188,9 +188,10 @@ LIST_POSTS = {
 # depends on the word (a rare one is found through the trigram index, a common one by
 # walking the feed index), and PostgreSQL spent more time planning it than running it.
 # This statement has one good plan for every word (walk at most SEARCH_WINDOW rows of the
-# feed index), so PostgreSQL plans it once per connection. When the window holds a full
-# page, that page is exactly the page of the whole table (the window is its newest
-# part); when it does not (a rare word, a deep page, the end of the matches), the
+# feed index), so after five executions PostgreSQL keeps one generic plan per connection
+# and stops planning it (tests/test_search_window.py checks this). When the window holds
+# a full page, that page is exactly the page of the whole table (the window is its
+# newest part); when it does not (a rare word, a deep page, the end of the matches), the
 # endpoint runs LIST_POSTS[True, ...], which is exact in every case.
 SEARCH_WINDOW = 500
 RECENT_SEARCH = {
