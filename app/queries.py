@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import Executable, Select, Subquery
+from sqlalchemy.sql import Executable, FromClause, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -112,7 +112,13 @@ INSERT_USER = Prepared.of(_insert_user(sqlite), postgresql_statement=_insert_use
 
 # --- posts -------------------------------------------------------------------
 
-VISIBLE_TO_VIEWER = or_(posts.c.published, posts.c.owner_id == bindparam("viewer_id"))
+
+def _visible_to_viewer(source: FromClause) -> ColumnElement[bool]:
+    """Published, or the viewer's own draft."""
+    return or_(source.c.published, source.c.owner_id == bindparam("viewer_id"))
+
+
+VISIBLE_TO_VIEWER = _visible_to_viewer(posts)
 NEWEST_FIRST = (posts.c.created_at.desc(), posts.c.id.desc())
 
 
@@ -144,14 +150,14 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
 
 def _post_page(*, search: bool, keyset: bool, window: int | None = None) -> Select[Any]:
     """The visible posts of one page, newest first; `window`: only among the newest `window` posts."""
-    source: Table | Subquery = posts
+    source: FromClause = posts
     if window is not None:
         recent = select(posts)
         if keyset:
             recent = recent.where(_after_cursor(posts))
         # A literal, not a parameter: it is what makes the generic plan good (see RECENT_SEARCH).
         source = recent.order_by(*NEWEST_FIRST).limit(literal_column(str(window), Integer)).subquery("recent")
-    page = select(source).where(or_(source.c.published, source.c.owner_id == bindparam("viewer_id")))
+    page = select(source).where(_visible_to_viewer(source))
     if search:
         page = page.where(MatchesIgnoringCase(source.c.title, bindparam("pattern")))
     if keyset and window is None:
@@ -163,13 +169,13 @@ def _post_page(*, search: bool, keyset: bool, window: int | None = None) -> Sele
     )
 
 
-def _after_cursor(source: Table | Subquery) -> ColumnElement[bool]:
+def _after_cursor(source: FromClause) -> ColumnElement[bool]:
     """Strictly after the cursor post in feed order: an index range, however deep."""
     cursor = posts.alias("cursor")
     cursor_created_at = (
         select(cursor.c.created_at)
         .where(cursor.c.id == bindparam("before_id"))
-        .where(or_(cursor.c.published, cursor.c.owner_id == bindparam("viewer_id")))
+        .where(_visible_to_viewer(cursor))
         .scalar_subquery()
     )
     return tuple_(source.c.created_at, source.c.id) < tuple_(cursor_created_at, bindparam("before_id"))
