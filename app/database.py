@@ -9,6 +9,7 @@
 """
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -216,8 +217,10 @@ class PostgresDatabase(Database):
             # Do not hand a connection in an unknown state back to the pool (its reset
             # would wait for a server that may have stopped answering); and the server
             # restarted or went away, so its other connections are as dead as this one:
-            # they are reconnected as they are next used.
-            connection.terminate()
+            # they are reconnected as they are next used. A connection the server closed
+            # under the statement is already back in the pool, and terminate() says so.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
             await self._pool.expire_connections()
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except asyncpg.PostgresError as exc:  # e.g. statement_timeout: the connection is fine
@@ -240,13 +243,18 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 
 # Errors that say the connection (not the statement) failed: refused, reset, closed by
-# the server (restart, admin shutdown), or no answer in time.
+# the server (restart, admin shutdown), or no answer in time. InternalClientError is
+# asyncpg's connection in a state it did not expect: e.g. the server's farewell has
+# arrived but the socket has not closed yet (a millisecond or so while the backend
+# exits), and a statement on it finds another "operation in progress". Nothing was sent,
+# and only a new connection helps.
 _CONNECTION_TROUBLE = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -136,13 +136,19 @@ class Writer:
     headers: dict[str, str]
     answers: list[tuple[int, float, int | None]] = field(default_factory=list)  # (status, seconds, post id)
     stop: threading.Event = field(default_factory=threading.Event)
+    # What the app raised instead of answering (a 500 in production); the client re-raises it.
+    crash: BaseException | None = None
 
     def run(self) -> None:
         n = 0
         while not self.stop.is_set():
             n += 1
             started = time.perf_counter()
-            response = self.api.post("/posts/", json={"title": f"post {n}", "content": "x"}, headers=self.headers)
+            try:
+                response = self.api.post("/posts/", json={"title": f"post {n}", "content": "x"}, headers=self.headers)
+            except Exception as exc:
+                self.crash = exc
+                return
             post_id = response.json()["id"] if response.status_code == 201 else None
             self.answers.append((response.status_code, time.perf_counter() - started, post_id))
             time.sleep(0.02)
@@ -167,6 +173,7 @@ def _run_while(writer: Writer, trouble: Callable[[], None]) -> None:
     finally:
         writer.stop.set()
         thread.join()
+    assert writer.crash is None, f"a request got no answer but an exception: {writer.crash!r}"
 
 
 def _stored_post_ids(url: str) -> set[int]:
@@ -265,3 +272,41 @@ def test_a_parameter_the_driver_cannot_encode_is_a_bug_not_an_outage(migrated_da
             await database.close()
 
     asyncio.run(scenario())
+
+
+@needs_postgresql
+def test_a_connection_the_server_ended_while_idle_gives_503_never_an_unclassified_error(
+    migrated_database: str,
+) -> None:
+    """The server ends a pooled connection (restart, admin, idle timeout) while it sits idle.
+
+    Depending on when the next statement comes, asyncpg sees it close under the statement
+    (and has already put it back in the pool), or sees it between the server's farewell
+    and the socket's close (the backend's exit, about a millisecond), where the statement
+    fails with InternalClientError. Both are connection trouble like any other: a 503.
+    """
+
+    async def scenario() -> tuple[int, int]:
+        database = await open_database(driver_urls(migrated_database)[1], pool_size=1)
+        admin = await asyncpg.connect(migrated_database)
+        served = unavailable = 0
+        try:
+            assert isinstance(database, PostgresDatabase)
+            for attempt in range(40):
+                (row,) = await database.fetch(Prepared.of(text("SELECT pg_backend_pid() AS pid")))
+                await admin.execute("SELECT pg_terminate_backend($1)", row["pid"])
+                await asyncio.sleep((attempt % 4) * 0.0005)  # 0 to 1.5 ms: before, in and after the window
+                try:
+                    await database.fetch(Prepared.of(text("SELECT 1")))
+                    served += 1
+                except DatabaseUnavailable:
+                    unavailable += 1
+            assert (await database.fetch(Prepared.of(text("SELECT 1 AS one"))))[0]["one"] == 1  # the pool recovers
+        finally:
+            await admin.close()
+            await database.close()
+        return served, unavailable
+
+    served, unavailable = asyncio.run(scenario())
+    assert served + unavailable == 40
+    assert unavailable > 0, "no attempt met an ended connection: the scenario tested nothing"
