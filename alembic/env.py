@@ -22,16 +22,18 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from app import models  # noqa: F401  (registers every table on Base.metadata)
-from app.config import driver_urls, settings
-from app.database import Base, create_migration_engine
-from app.database import include_object as include_object_on
+from app.config import driver_urls, settings_or_exit
+from app.db import models  # noqa: F401  (registers every table on Base.metadata)
+from app.db.base import Base
+from app.db.migrations import create_migration_engine
+from app.db.migrations import include_object as include_object_on
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name)
 
 target_metadata = Base.metadata
+settings = settings_or_exit()  # a bad configuration is one line on stderr, not a traceback
 
 # SQLite cannot reflect expression indexes (ix_users_lower_email), so autogenerate
 # cannot compare them there and says so on every run; PostgreSQL compares them.
@@ -76,8 +78,13 @@ def run_migrations_offline() -> None:
             "table. Run e.g. DATABASE_URL=postgresql://user@host/db alembic upgrade head --sql"
         )
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    # The same guards as an online run: one upgrade at a time, and no revision queueing
+    # the application's traffic behind a lock it waits for.
+    context.execute(f"SET lock_timeout = {int(settings.MIGRATION_LOCK_TIMEOUT_MS)}")
+    context.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
     with context.begin_transaction():
         context.run_migrations()
+    context.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
 
 
 class SqliteIdCounters:

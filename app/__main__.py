@@ -3,7 +3,7 @@
 Development: `python -m app` (127.0.0.1:8000, one process).
 Production: run `alembic upgrade head` once as its own step, then
 `python -m app --no-migrate --host 0.0.0.0 --workers 2` (uvicorn directly works too, without
-the one-write responses of app/serving.py).
+the one-write responses of app/http/serving.py).
 """
 
 import argparse
@@ -11,9 +11,10 @@ import os
 
 import uvicorn
 
-from app.middleware import configure_logging
-from app.migrations import upgrade_to_head
-from app.serving import UVICORN_OPTIONS
+from app.config import settings_or_exit
+from app.db.migrations import upgrade_to_head
+from app.http.logs import configure_logging
+from app.http.serving import UVICORN_OPTIONS
 
 
 def main() -> None:
@@ -26,6 +27,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_access_log:
         os.environ["ACCESS_LOG_ENABLED"] = "false"  # read by the workers' Settings
+    # Checked here, once: a refused configuration is one line and exit status 1, not a
+    # traceback from every worker.
+    settings_or_exit()
     configure_logging()  # for the migration step; each worker configures its own
     if not args.no_migrate:
         upgrade_to_head()
@@ -35,7 +39,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=False,  # the app writes its own structured access log (app/middleware.py)
+        access_log=False,  # the app writes its own structured access log (app/http/middleware.py)
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         **UVICORN_OPTIONS,

@@ -1,11 +1,16 @@
-"""Settings: the only place that reads the environment (and `.env`)."""
+"""Settings: the only place that reads the environment (and `.env`).
+
+`create_app(settings)` passes one `Settings` down to everything the app builds; no module
+reads the environment at request time. Tools outside the app (Alembic's env.py, the run
+command) call `Settings()` themselves.
+"""
 
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -76,7 +81,7 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_BYTES: int = Field(default=256 * 1024, ge=1024)
     ACCESS_LOG_ENABLED: bool = True
 
-    # Brute-force protection (per process: see app/ratelimit.py). Off for benchmarks
+    # Brute-force protection (per process: see app/domain/ratelimit.py). Off for benchmarks
     # and black-box runs that log in many users from one address.
     RATE_LIMIT_ENABLED: bool = True
     RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=1)
@@ -137,4 +142,14 @@ class Settings(BaseSettings):
         return driver_urls(self.DATABASE_URL)[1]
 
 
-settings = Settings()
+def settings_or_exit() -> Settings:
+    """Settings from the environment, or exit with one line saying what is wrong (for commands)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            where = ".".join(map(str, error["loc"]))
+            problems.append(f"{where}: {message}" if where else message)
+        raise SystemExit(f"error: invalid settings: {'; '.join(problems)}") from None

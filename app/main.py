@@ -1,4 +1,4 @@
-"""The application: wiring only."""
+"""The application: wiring only. `create_app(settings)` builds everything from one `Settings`."""
 
 import gc
 import logging
@@ -6,22 +6,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.config import Settings, settings
-from app.database import DatabaseUnavailable, open_database
-from app.docs import mount_docs
-from app.middleware import RequestContextMiddleware, configure_logging
-from app.migrations import head_revision
-from app.ratelimit import RateLimits, SlidingWindowLimiter
-from app.routers import auth, health, posts, users, votes
-from app.schemas import VoteIn
+from app.api.errors import install_error_handlers
+from app.api.routes import auth, health, posts, users, votes
+from app.api.schemas import VoteIn
+from app.config import Settings
+from app.db.backends import open_database
+from app.db.migrations import head_revision
+from app.domain.posts import Feed
+from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
+from app.http.docs import mount_docs
+from app.http.logs import configure_logging
+from app.http.middleware import RequestContextMiddleware
+from app.security import Passwords, Tokens
 
 logger = logging.getLogger("agora")
 
@@ -31,21 +31,29 @@ write posts and vote on them. Use **Authorize** with your email as the username.
 """
 
 
-def create_app(app_settings: Settings = settings) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API, configured by `settings` (read from the environment when not given) and nothing else.
+
+    What requests use lives on `app.state`: `settings`, `passwords` and `tokens`
+    (app/security.py), `feed` (app/domain/posts.py), `rate_limits`, and, while the app
+    runs, `database` (app/db/backends.py) and `head_revision`.
+    """
+    settings = settings if settings is not None else Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()  # here, so that every worker process logs the same way
-        if app_settings.secret_key_is_ephemeral:
+        if settings.secret_key_is_ephemeral:
             logger.warning(
                 "SECRET_KEY is missing or weak: using a random key for this process only. Tokens will not "
                 "survive a restart or work across workers. Set SECRET_KEY (ENVIRONMENT=production refuses this)."
             )
         app.state.database = await open_database(
-            app_settings.async_database_url,
-            pool_size=app_settings.DATABASE_POOL_SIZE,
-            pool_timeout=app_settings.DATABASE_POOL_TIMEOUT_SECONDS,
-            connect_timeout=app_settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
-            statement_timeout_ms=app_settings.DATABASE_STATEMENT_TIMEOUT_MS,
+            settings.async_database_url,
+            pool_size=settings.DATABASE_POOL_SIZE,
+            pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+            connect_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+            statement_timeout_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
         )
         app.state.head_revision = head_revision()
         # Everything built so far (routes, schemas, statements) lives as long as the
@@ -56,7 +64,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         await app.state.database.close()
 
     telemetry: TelemetryConfig | None = None
-    if not app_settings.TELEMETRY_ENABLED:
+    if not settings.TELEMETRY_ENABLED:
         telemetry = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
         title="Agora",
@@ -64,29 +72,29 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         telemetry=telemetry,
-        docs_url=None,  # served by mount_docs (app/docs.py), from local files instead of a CDN
+        docs_url=None,  # served by mount_docs (app/http/docs.py), from local files instead of a CDN
+        redoc_url=None,  # ReDoc loads its script and fonts from a CDN: Swagger UI at /docs is the one docs page
     )
-    app.state.settings = app_settings
-    app.state.rate_limits = rate_limits(app_settings)
+    app.state.settings = settings
+    app.state.passwords = Passwords.from_settings(settings)
+    app.state.tokens = Tokens.from_settings(settings)
+    app.state.feed = Feed()
+    app.state.rate_limits = rate_limits(settings)
     # Middleware added last runs first: request context (and body limit), then CORS.
-    if app_settings.CORS_ORIGINS:
+    if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=app_settings.CORS_ORIGINS,
+            allow_origins=settings.CORS_ORIGINS,
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
         )
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=app_settings.MAX_REQUEST_BODY_BYTES,
-        access_log=app_settings.ACCESS_LOG_ENABLED,
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+        access_log=settings.ACCESS_LOG_ENABLED,
     )
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(DBAPIError, database_unavailable)
-    app.add_exception_handler(PoolTimeoutError, database_unavailable)
-    app.add_exception_handler(DatabaseUnavailable, database_unavailable)
-    app.add_exception_handler(TimeoutError, database_unavailable)
+    install_error_handlers(app)
     for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
     mount_docs(app)
@@ -111,30 +119,14 @@ def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[],
     return openapi
 
 
-def rate_limits(app_settings: Settings) -> RateLimits | None:
-    if not app_settings.RATE_LIMIT_ENABLED:
+def rate_limits(settings: Settings) -> RateLimits | None:
+    if not settings.RATE_LIMIT_ENABLED:
         return None
-    window = app_settings.RATE_LIMIT_WINDOW_SECONDS
+    window = settings.RATE_LIMIT_WINDOW_SECONDS
     return RateLimits(
-        failed_logins_per_address=SlidingWindowLimiter(app_settings.RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS, window),
-        failed_logins_per_account=SlidingWindowLimiter(app_settings.RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT, window),
-        registrations_per_address=SlidingWindowLimiter(app_settings.RATE_LIMIT_REGISTRATIONS_PER_ADDRESS, window),
-    )
-
-
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with where and why, but without echoing the input (it may be megabytes, or not valid text)."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": errors})
-
-
-async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    logger.error("database error: %s", exc, exc_info=exc)
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": "The database is unavailable; try again shortly"},
-        headers={"Retry-After": "1"},
+        failed_logins_per_address=SlidingWindowLimiter(settings.RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS, window),
+        failed_logins_per_account=SlidingWindowLimiter(settings.RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT, window),
+        registrations_per_address=SlidingWindowLimiter(settings.RATE_LIMIT_REGISTRATIONS_PER_ADDRESS, window),
     )
 
 

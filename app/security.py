@@ -1,8 +1,13 @@
-"""Password hashing and access tokens: no I/O, no framework (only a memo of verified tokens)."""
+"""Password hashing and access tokens: no I/O, no framework, no global settings.
+
+`Passwords` and `Tokens` are built from the app's `Settings` by `create_app` (one of each
+per app), so an app built with another SECRET_KEY or Argon2 cost uses exactly those.
+"""
 
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from pwdlib import PasswordHash
@@ -10,47 +15,50 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from app.config import settings
+from app.config import Settings
 
 TOKEN_ALGORITHM = "HS256"
+# A token's `sub` is a user id: plain ASCII digits, at most a signed 64-bit integer's 19.
+USER_ID_MAX_DIGITS = 19
 
-# Argon2id for every new hash; bcrypt ($2b$, what the course app stores) is still
-# verified, and `verify_password` returns a replacement Argon2id hash for it.
-password_hasher = PasswordHash(
-    (
-        Argon2Hasher(
+
+class Passwords:
+    """Argon2id for every new hash; bcrypt ($2b$, what the course app stores) is still
+    verified, and `verify` returns a replacement Argon2id hash for it."""
+
+    def __init__(self, *, time_cost: int, memory_cost_kib: int, parallelism: int) -> None:
+        self._hasher = PasswordHash(
+            (Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism), BcryptHasher())
+        )
+        # Verified against when the email is unknown, so that a wrong email costs the same
+        # time as a wrong password and login timing does not reveal who has an account.
+        self.dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Passwords":
+        return cls(
             time_cost=settings.ARGON2_TIME_COST,
-            memory_cost=settings.ARGON2_MEMORY_COST_KIB,
+            memory_cost_kib=settings.ARGON2_MEMORY_COST_KIB,
             parallelism=settings.ARGON2_PARALLELISM,
-        ),
-        BcryptHasher(),
-    )
-)
+        )
 
-# Verified against when the email is unknown, so that a wrong email costs the same
-# time as a wrong password and login timing does not reveal who has an account.
-DUMMY_PASSWORD_HASH = password_hasher.hash(secrets.token_urlsafe(16))
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
 
+    def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """Check a password; the second item is a new hash to store, when one is due.
 
-def hash_password(password: str) -> str:
-    return password_hasher.hash(password)
+        Unusable stored values (e.g. "!" for accounts nobody may log in to) and inputs
+        bcrypt refuses (more than 72 bytes) simply do not match.
+        """
+        try:
+            return self._hasher.verify_and_update(password, password_hash)
+        except (UnknownHashError, ValueError):
+            return False, None
 
-
-def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
-    """Check a password; the second item is a new hash to store, when one is due.
-
-    Unusable stored values (e.g. "!" for accounts nobody may log in to) and inputs
-    bcrypt refuses (more than 72 bytes) simply do not match.
-    """
-    try:
-        return password_hasher.verify_and_update(password, password_hash)
-    except (UnknownHashError, ValueError):
-        return False, None
-
-
-def spend_password_check_time(password: str) -> None:
-    """Do the work of a failed verification without any account."""
-    password_hasher.verify(password, DUMMY_PASSWORD_HASH)
+    def spend_check_time(self, password: str) -> None:
+        """Do the work of a failed verification without any account."""
+        self._hasher.verify(password, self.dummy_hash)
 
 
 def create_access_token(user_id: int, *, secret_key: str, expires_in: timedelta, now: datetime | None = None) -> str:
@@ -59,37 +67,58 @@ def create_access_token(user_id: int, *, secret_key: str, expires_in: timedelta,
     return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
 
 
-def user_id_from_token(token: str, *, secret_key: str) -> int | None:
-    """The user id a valid token names, or None for anything else.
+def decode_access_token(token: str, *, secret_key: str) -> tuple[int, int] | None:
+    """(user id, expiry as a Unix time) of a valid token, or None for anything else.
 
     The algorithm is pinned (no `alg: none`, no key confusion) and `sub`, `iat` and
     `exp` are all required.
     """
-    verified = _verified_tokens.get((token, secret_key))
-    if verified is not None:
-        user_id, expires_at = verified
-        # What PyJWT would check again: the signature and `iat` cannot change, the clock can.
-        return user_id if time.time() < expires_at else None
     try:
-        claims = jwt.decode(token, secret_key, algorithms=[TOKEN_ALGORITHM], options={"require": ["sub", "iat", "exp"]})
+        claims: dict[str, Any] = jwt.decode(
+            token, secret_key, algorithms=[TOKEN_ALGORITHM], options={"require": ["sub", "iat", "exp"]}
+        )
     except jwt.InvalidTokenError:
         return None
     subject = claims["sub"]
-    if not (isinstance(subject, str) and subject.isascii() and subject.isdigit() and len(subject) <= 19):
+    if not (
+        isinstance(subject, str) and subject.isascii() and subject.isdigit() and len(subject) <= USER_ID_MAX_DIGITS
+    ):
         return None
-    remember_verified_token((token, secret_key), (int(subject), int(claims["exp"])))
-    return int(subject)
+    return int(subject), int(claims["exp"])
 
 
-# Tokens that passed the full check, with their user id and expiry. A client sends the
-# same token with every request, and decoding it again (base64, JSON, HMAC, claims)
-# was about 6 % of the time of a GET. Only valid tokens get in, so filling this takes
-# logins, not forged tokens; past the size limit the oldest entries make room.
-VERIFIED_TOKENS_MAX = 10_000
-_verified_tokens: dict[tuple[str, str], tuple[int, float]] = {}
+class Tokens:
+    """Issues and checks one app's access tokens, remembering the ones it verified.
 
+    A client sends the same token with every request, and decoding it again (base64,
+    JSON, HMAC, claims) was about 6 % of the time of a GET. Only valid tokens are
+    remembered, so filling the memo takes logins, not forged tokens; past `memo_size`
+    the oldest entries make room.
+    """
 
-def remember_verified_token(key: tuple[str, str], value: tuple[int, float]) -> None:
-    if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
-        del _verified_tokens[next(iter(_verified_tokens))]
-    _verified_tokens[key] = value
+    def __init__(self, *, secret_key: str, lifetime: timedelta, memo_size: int = 10_000) -> None:
+        self._secret_key = secret_key
+        self.lifetime = lifetime
+        self._memo_size = memo_size
+        self._verified: dict[str, tuple[int, int]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Tokens":
+        return cls(secret_key=settings.SECRET_KEY, lifetime=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES))
+
+    def issue(self, user_id: int, now: datetime | None = None) -> str:
+        return create_access_token(user_id, secret_key=self._secret_key, expires_in=self.lifetime, now=now)
+
+    def user_id(self, token: str) -> int | None:
+        """The user id a valid token names, or None (bad signature, expired, malformed)."""
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = decode_access_token(token, secret_key=self._secret_key)
+            if verified is None:
+                return None
+            if len(self._verified) >= self._memo_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = verified
+        user_id, expires_at = verified
+        # What PyJWT would check again: the signature and `iat` cannot change, the clock can.
+        return user_id if time.time() < expires_at else None

@@ -2,8 +2,8 @@
 
 The suite runs on SQLite by default, and on the database named by TEST_DATABASE_URL
 when it is set (PostgreSQL in CI). The schema is always built by the Alembic chain.
-The environment is set here, before `app` is imported, because `app.config.settings`
-reads it once.
+The environment is set here, before `app` is imported: `app.main.app` is built from it
+at import.
 """
 
 import os
@@ -53,8 +53,7 @@ os.environ.update(
 )
 
 from app.config import driver_urls  # noqa: E402
-from app.database import create_migration_engine  # noqa: E402
-from app.migrations import upgrade_to_head  # noqa: E402
+from app.db.migrations import create_migration_engine, upgrade_to_head  # noqa: E402
 
 IS_POSTGRESQL = make_url(TEST_DATABASE_URL).get_backend_name() == "postgresql"
 needs_postgresql = pytest.mark.skipif(not IS_POSTGRESQL, reason="needs TEST_DATABASE_URL=postgresql://...")
@@ -156,8 +155,8 @@ def live_server(client: TestClient) -> Iterator[str]:
     under the session's TestClient, and a second one would replace its engine. Depending on
     `client` means the tables are emptied after the test, once the server is gone.
     """
+    from app.http.serving import UVICORN_OPTIONS
     from app.main import create_app
-    from app.serving import UVICORN_OPTIONS
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port

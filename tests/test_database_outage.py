@@ -25,11 +25,11 @@ from conftest import PASSWORD, needs_postgresql
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app import queries
 from app.config import Settings, driver_urls
-from app.database import DatabaseUnavailable, PostgresDatabase, Prepared, open_database
+from app.db.backends import PostgresDatabase, Prepared, open_database
+from app.db.errors import DatabaseUnavailable
+from app.db.migrations import upgrade_to_head
 from app.main import create_app
-from app.migrations import upgrade_to_head
 
 pytestmark = needs_postgresql
 
@@ -266,7 +266,7 @@ def test_a_parameter_the_driver_cannot_encode_is_a_bug_not_an_outage(migrated_da
             assert isinstance(database, PostgresDatabase)
             await database.fetch(Prepared.of(text("SELECT 1")))  # one pooled connection, now idle
             with pytest.raises(asyncpg.DataError, match="int32"):
-                await database.fetch(queries.POST_OWNERSHIP, {"post_id": 2**40})
+                await database.fetch(Prepared.of(text("SELECT CAST(:n AS integer) AS n")), {"n": 2**40})
             assert database._pool.get_idle_size() == 1  # still connected: the pool was not expired
         finally:
             await database.close()

@@ -12,9 +12,9 @@ from conftest import PASSWORD, TEST_DATABASE_URL, Account
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.domain.ratelimit import SlidingWindowLimiter
+from app.http.logs import BufferedStreamHandler, JsonLogFormatter
 from app.main import create_app
-from app.middleware import BufferedStreamHandler, JsonLogFormatter
-from app.ratelimit import SlidingWindowLimiter
 
 
 @pytest.fixture

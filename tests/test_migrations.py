@@ -39,10 +39,10 @@ from conftest import IS_POSTGRESQL, needs_postgresql
 from sqlalchemy import Connection, Engine, NullPool, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-import app.models  # noqa: F401  (puts every table on Base.metadata)
-from app.config import REPO_ROOT, driver_urls, settings
-from app.database import Base, create_migration_engine, include_object
-from app.migrations import alembic_config
+from app.config import REPO_ROOT, Settings, driver_urls
+from app.db import models  # noqa: F401  (puts every table on Base.metadata)
+from app.db.base import Base
+from app.db.migrations import alembic_config, create_migration_engine, include_object
 
 # The course's seven steps, in order. Their ids are part of every deployed database
 # (alembic_version), so they are pinned too.
@@ -695,7 +695,7 @@ def test_a_migration_blocked_by_a_long_transaction_gives_up_cleanly(empty_databa
     command.upgrade(config, "head")
     head = chain()[-1]
     dsn = driver_urls(url)[0].set(drivername="postgresql").render_as_string(hide_password=False)
-    lock_timeout = settings.MIGRATION_LOCK_TIMEOUT_MS / 1000
+    lock_timeout = Settings().MIGRATION_LOCK_TIMEOUT_MS / 1000
     with psycopg.connect(dsn) as long_reader, psycopg.connect(dsn, autocommit=True) as traffic:
         long_reader.execute("SELECT count(*) FROM posts")  # holds ACCESS SHARE until it ends
         reader_waited: list[float] = []

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.config import settings as app_settings
-from app.queries import LIKE_ESCAPE, like_pattern
-from app.schemas import MAX_ID, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, UserCreate, phone_number, storable
-from app.security import create_access_token, hash_password, user_id_from_token, verify_password
+from app.api.schemas import INT64_MAX, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, UserCreate, phone_number, storable
+from app.config import Settings
+from app.db.statements import LIKE_ESCAPE, like_pattern
+from app.security import Passwords, Tokens, create_access_token
 
 # Pure functions: cheap examples, a fixed sequence of them (the same run locally and in CI).
 # PROPERTY_MAX_EXAMPLES=5000 explores further.
@@ -62,10 +62,10 @@ def schema_accepts_password(password: str) -> bool:
 def test_every_password_the_schema_accepts_hashes_and_verifies_and_no_other_does(password: str, other: str) -> None:
     assume(other != password)
     assert schema_accepts_password(password)
-    password_hash = hash_password(password)
+    password_hash = PASSWORDS.hash(password)
     assert password not in password_hash
-    assert verify_password(password, password_hash) == (True, None)
-    assert verify_password(other, password_hash) == (False, None)
+    assert PASSWORDS.verify(password, password_hash) == (True, None)
+    assert PASSWORDS.verify(other, password_hash) == (False, None)
 
 
 @PURE
@@ -82,8 +82,18 @@ def test_the_schema_accepts_exactly_8_to_128_storable_characters(password: str) 
 
 # --- access tokens -------------------------------------------------------------
 
-SECRET = app_settings.SECRET_KEY
-user_ids = st.integers(min_value=1, max_value=MAX_ID)
+SECRET = Settings().SECRET_KEY
+PASSWORDS = Passwords.from_settings(Settings())
+_TOKENS: dict[str, Tokens] = {}
+
+
+def user_id_from_token(token: str, *, secret_key: str) -> int | None:
+    """What an app signing with `secret_key` makes of `token` (one `Tokens`, and so one memo, per key)."""
+    tokens = _TOKENS.setdefault(secret_key, Tokens(secret_key=secret_key, lifetime=timedelta(hours=1)))
+    return tokens.user_id(token)
+
+
+user_ids = st.integers(min_value=1, max_value=INT64_MAX)
 HOUR = timedelta(hours=1)
 BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -91,7 +101,7 @@ BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 @PURE
 @given(user_ids)
 @example(1)
-@example(MAX_ID)
+@example(INT64_MAX)
 def test_a_token_names_the_user_it_was_made_for(user_id: int) -> None:
     token = create_access_token(user_id, secret_key=SECRET, expires_in=HOUR)
     assert user_id_from_token(token, secret_key=SECRET) == user_id
@@ -167,9 +177,9 @@ def reader(make_account: Callable[..., Account]) -> Account:
 
 
 @HTTP_EXAMPLES
-@given(limit=st.integers(min_value=1, max_value=100), skip=st.integers(min_value=0, max_value=MAX_ID))
+@given(limit=st.integers(min_value=1, max_value=100), skip=st.integers(min_value=0, max_value=INT64_MAX))
 @example(limit=1, skip=0)
-@example(limit=100, skip=MAX_ID)
+@example(limit=100, skip=INT64_MAX)
 def test_any_limit_from_1_to_100_and_skip_from_0_to_2_63_minus_1_is_accepted(
     client: TestClient, reader: Account, limit: int, skip: int
 ) -> None:
@@ -179,7 +189,7 @@ def test_any_limit_from_1_to_100_and_skip_from_0_to_2_63_minus_1_is_accepted(
 
 
 bad_limits = st.integers(max_value=0) | st.integers(min_value=101)
-bad_skips = st.integers(max_value=-1) | st.integers(min_value=MAX_ID + 1)
+bad_skips = st.integers(max_value=-1) | st.integers(min_value=INT64_MAX + 1)
 
 
 @HTTP_EXAMPLES
@@ -187,7 +197,7 @@ bad_skips = st.integers(max_value=-1) | st.integers(min_value=MAX_ID + 1)
 @example(params={"limit": 0})
 @example(params={"limit": 101})
 @example(params={"skip": -1})
-@example(params={"skip": MAX_ID + 1})
+@example(params={"skip": INT64_MAX + 1})
 def test_a_limit_or_skip_out_of_bounds_is_422(client: TestClient, reader: Account, params: dict[str, int]) -> None:
     response = client.get("/posts/", params=params, headers=reader.headers)
     assert response.status_code == 422, response.text

@@ -40,8 +40,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app.api.schemas import EMAIL_MAX_LENGTH, VoteIn, email_address
 from app.main import app
-from app.schemas import EMAIL_MAX_LENGTH, VoteIn, email_address
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "20260522"))

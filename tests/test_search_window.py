@@ -1,4 +1,4 @@
-"""Search looks among the newest posts first (app/queries.py, RECENT_SEARCH): the page must be exact anyway.
+"""Search looks among the newest posts first (app/db/statements.py, RECENT_SEARCH): the page must be exact anyway.
 
 The feed built here: one old "needle", then more "hay" posts than the window holds, then
 three new "needle" posts. A needle search finds less than a page in the window; hay
@@ -14,10 +14,9 @@ from conftest import IS_POSTGRESQL, Account, needs_postgresql
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
-from app import queries
-from app.database import Prepared
-from app.routers import posts as posts_router
-from app.routers.posts import ExpiringSet
+from app.db import statements as queries
+from app.db.backends import Prepared
+from app.domain.posts import ExpiringSet
 
 WINDOW = queries.SEARCH_WINDOW
 HAY = WINDOW + 20
@@ -70,9 +69,9 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     new_needles = [post(f"a new needle {i}") for i in range(3)][::-1]
     if IS_POSTGRESQL:
         sql.exec_driver_sql("ANALYZE posts")
-    posts_router.sparse_searches.clear()
+    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
     yield Feed(reader, new_needles, old_needle, hay)
-    posts_router.sparse_searches.clear()
+    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
 
 
 def test_a_rare_search_finds_posts_older_than_the_window(client: TestClient, feed: Feed) -> None:

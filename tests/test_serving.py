@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.docs import ASSETS, ASSETS_URL
-from app.serving import UVICORN_OPTIONS, CoalescingHttpToolsProtocol, WriteCoalescingTransport
+from app.http.docs import ASSETS, ASSETS_URL
+from app.http.serving import UVICORN_OPTIONS, CoalescingHttpToolsProtocol, WriteCoalescingTransport
 
 
 class RecordingTransport:

@@ -19,8 +19,9 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-# Row ids in paths and bodies: positive and within a signed 64-bit integer.
-MAX_ID = 2**63 - 1
+# Ids (and counts such as `skip`) the API accepts: positive and within a signed 64-bit
+# integer, whatever the columns hold today (an id beyond the column finds nothing).
+INT64_MAX = 2**63 - 1
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 TITLE_MAX_LENGTH = 300
@@ -113,14 +114,14 @@ Email = Annotated[
     AfterValidator(email_address),
     WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH}),
 ]
-RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+RowId = Annotated[StrictInt, Field(ge=1, le=INT64_MAX)]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc), PlainSerializer(lambda v: v.isoformat(), return_type=str)]
 
 
 class Body(BaseModel):
-    """Request bodies: unknown fields are ignored, as in the course API."""
+    """Request bodies: a field the API does not know is refused (422), not silently dropped."""
 
-    model_config = ConfigDict(str_strip_whitespace=False)
+    model_config = ConfigDict(str_strip_whitespace=False, extra="forbid")
 
 
 class UserCreate(Body):

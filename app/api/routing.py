@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Response
 
-from app.schemas import ErrorOut
+from app.api.schemas import ErrorOut
 
 
 def _twin(path: str) -> str:

@@ -6,10 +6,7 @@ from datetime import datetime
 from sqlalchemy import TIMESTAMP, Boolean, ForeignKey, Index, Integer, String, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.database import Base
-
-# Ids are 32-bit integers, as in the course schema; an id above this cannot exist.
-MAX_ROW_ID = 2**31 - 1
+from app.db.base import Base
 
 
 class User(Base):
@@ -40,7 +37,7 @@ class Post(Base):
         # Foreign keys are not indexed by PostgreSQL: deleting a user needs this.
         Index("ix_posts_owner_id", "owner_id"),
         # Case-insensitive substring search on titles (ILIKE '%...%'); PostgreSQL only,
-        # SQLite scans (see POSTGRESQL_ONLY in alembic/env.py).
+        # SQLite scans (see `include_object` in app/db/migrations.py).
         Index(
             "ix_posts_title_trgm",
             "title",

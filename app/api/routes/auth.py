@@ -1,18 +1,15 @@
 """Logging in: the OAuth2 password flow (form fields `username` = email, `password`)."""
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Form, Request
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from app import queries
-from app.config import settings
-from app.deps import DatabaseDep, RateLimitsDep, client_address, credentials_error, enforce_rate_limit
-from app.routing import SlashAgnosticRouter, responses
-from app.schemas import EMAIL_MAX_LENGTH, StorableStr, Token, email_address
-from app.security import create_access_token, spend_password_check_time, verify_password
+from app.api.deps import DatabaseDep, PasswordsDep, RateLimitsDep, TokensDep, client_address, enforce_rate_limit
+from app.api.routing import SlashAgnosticRouter, responses
+from app.api.schemas import EMAIL_MAX_LENGTH, StorableStr, Token, email_address
+from app.domain import accounts
+from app.domain.errors import NotAuthenticated
 
 router = SlashAgnosticRouter(tags=["authentication"])
 
@@ -22,12 +19,20 @@ LOGIN_PASSWORD_MAX_LENGTH = 1024
 
 
 class LoginForm(BaseModel):
-    """The OAuth2 password grant's form; Swagger UI's Authorize dialog sends exactly this."""
+    """The OAuth2 password grant's form (RFC 6749 4.3); Swagger UI's Authorize dialog sends it.
+
+    Client credentials may come along (the grant allows them) and are not used; any other
+    field is refused, as in every request body.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     username: Annotated[StorableStr, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH)]
     password: Annotated[StorableStr, StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH)]
     grant_type: Annotated[str, StringConstraints(pattern="^password$")] | None = None
     scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 def login_email(typed: str) -> str:
@@ -40,7 +45,12 @@ def login_email(typed: str) -> str:
 
 @router.post("/login", response_model=Token, summary="Log in", responses=responses(401, 429, body=True))
 async def login(
-    form: Annotated[LoginForm, Form()], request: Request, limits: RateLimitsDep, database: DatabaseDep
+    form: Annotated[LoginForm, Form()],
+    request: Request,
+    limits: RateLimitsDep,
+    database: DatabaseDep,
+    passwords: PasswordsDep,
+    tokens: TokensDep,
 ) -> Token:
     """Exchange email and password for a bearer token."""
     email = login_email(form.username)
@@ -49,25 +59,12 @@ async def login(
         # Checked before any hashing: a refused attempt costs the server nothing.
         enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
         enforce_rate_limit(limits.failed_logins_per_account, account, "failed logins for this account")
-    users = await database.fetch(queries.USER_FOR_LOGIN, {"email": email})
-    user = users[0] if users else None
-    if user is None:
-        # Same work as a wrong password, so timing does not reveal who has an account.
-        await run_in_threadpool(spend_password_check_time, form.password)
-        valid, new_hash = False, None
-    else:
-        valid, new_hash = await run_in_threadpool(verify_password, form.password, user["password"])
-    if user is None or not valid:
+    user_id = await accounts.authenticate(database, passwords, email=email, password=form.password)
+    if user_id is None:
         if limits is not None:
             limits.failed_logins_per_address.hit(address)
             limits.failed_logins_per_account.hit(account)
-        raise credentials_error("Invalid credentials")
+        raise NotAuthenticated("Invalid credentials")
     if limits is not None:
         limits.failed_logins_per_account.reset(account)
-    if new_hash is not None:
-        # An old bcrypt hash (or outdated Argon2 cost) is replaced now that we know the password.
-        await database.fetch(queries.SET_PASSWORD_HASH, {"user_id": user["id"], "new_hash": new_hash})
-    token = create_access_token(
-        user["id"], secret_key=settings.SECRET_KEY, expires_in=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
-    )
-    return Token(access_token=token)
+    return Token(access_token=tokens.issue(user_id))

@@ -1,10 +1,12 @@
-"""SQL statements, built once at import.
+"""SQL statements, built once at import; `python -m app.db.statements` prints them all.
 
 Building a `select()` costs more than running it on a warm connection, so the
 request path only binds parameters. Reads return plain rows (no ORM entities).
+Statements marked `proves_viewer` return no row (and change nothing) unless the
+caller's account exists: the only ones `Viewer.fetch` runs (app/domain/viewer.py).
+docs/statements.sql holds what this module prints (a test keeps it in sync).
 """
 
-from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -31,8 +33,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from app.database import Prepared
-from app.models import Post, User, Vote
+from app.db.backends import Prepared
+from app.db.models import Post, User, Vote
 
 users = cast(Table, User.__table__)
 posts = cast(Table, Post.__table__)
@@ -53,7 +55,7 @@ class MatchesIgnoringCase(ColumnElement[bool]):
 
     PostgreSQL: ILIKE, which the trigram index on posts.title serves. SQLite: its LIKE
     and lower() fold ASCII only, so both sides go through `casefold`, a function the
-    application registers on every SQLite connection (app/database.py).
+    application registers on every SQLite connection (app/db/backends.py).
     """
 
     inherit_cache = True
@@ -82,11 +84,10 @@ def _casefold_like(element: MatchesIgnoringCase, compiler: SQLCompiler, **kw: An
 
 # --- users -------------------------------------------------------------------
 
-USER_BY_ID = Prepared.of(
-    select(users.c.id, users.c.email, users.c.created_at, users.c.phone_number).where(
-        users.c.id == bindparam("user_id")
-    )
-)
+_ACCOUNT_COLUMNS = (users.c.id, users.c.email, users.c.created_at, users.c.phone_number)
+USER_BY_ID = Prepared.of(select(*_ACCOUNT_COLUMNS).where(users.c.id == bindparam("user_id")))
+# The caller's own account: no row when it is gone (its token alone does not prove it exists).
+VIEWER_ACCOUNT = Prepared.of(select(*_ACCOUNT_COLUMNS).where(users.c.id == bindparam("viewer_id")), proves_viewer=True)
 # Emails are unique and compared case-insensitively (a unique index on lower(email)).
 # Both sides go through the database's lower(), so an address always matches itself
 # even where SQLite's lower() leaves non-ASCII letters alone.
@@ -144,7 +145,8 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
         )
         .join(users, users.c.id == subquery.c.owner_id)
         .where(VIEWER_EXISTS)
-        .order_by(subquery.c.created_at.desc(), subquery.c.id.desc())
+        .order_by(subquery.c.created_at.desc(), subquery.c.id.desc()),
+        proves_viewer=True,
     )
 
 
@@ -230,7 +232,8 @@ CREATE_POST = Prepared.of(
         .where(_owner.c.id == bindparam("viewer_id"))
         .scalar_subquery()
         .label("owner_created_at"),
-    )
+    ),
+    proves_viewer=True,
 )
 # One static statement for PUT and PATCH: a field passed as None keeps its value (no
 # column of a post may be NULL, so None cannot mean "set to NULL").
@@ -264,36 +267,14 @@ def _add_vote(dialect: Any) -> Executable:
 
 
 # Each returns the post id when it changed something; when not, the endpoint finds out why.
-ADD_VOTE = Prepared.of(_add_vote(sqlite), postgresql_statement=_add_vote(postgresql))
+ADD_VOTE = Prepared.of(_add_vote(sqlite), postgresql_statement=_add_vote(postgresql), proves_viewer=True)
 REMOVE_VOTE = Prepared.of(
     delete(votes)
     .where(votes.c.user_id == bindparam("viewer_id"), votes.c.post_id == bindparam("post_id"))
     .where(exists(_VOTABLE_POST))
-    .returning(votes.c.post_id)
+    .returning(votes.c.post_id),
+    proves_viewer=True,
 )
-
-
-def post_with_owner(row: Mapping[Any, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """The flat post shape: the post's columns plus its owner."""
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "content": row["content"],
-        "published": row["published"],
-        "created_at": row["created_at"],
-        "owner_id": row["owner_id"],
-        "owner": owner,
-    }
-
-
-def post_with_votes(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The list/detail shape, from a row of LIST_POSTS or POST_DETAIL."""
-    return {"Post": post_with_owner(row, owner_from(row)), "votes": row["votes"]}
-
-
-def owner_from(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The embedded owner, from a row that carries owner_email and owner_created_at."""
-    return {"id": row["owner_id"], "email": row["owner_email"], "created_at": row["owner_created_at"]}
 
 
 # --- readiness ---------------------------------------------------------------
@@ -306,3 +287,41 @@ ALEMBIC_TABLE_EXISTS = {
     ),
 }
 SCHEMA_REVISIONS = Prepared.of(text("SELECT version_num FROM alembic_version"))
+
+
+def _named_statements() -> dict[str, Prepared]:
+    """Every statement of this module by name (`LIST_POSTS[search, keyset]` style for the keyed ones)."""
+    found: dict[str, Prepared] = {}
+    for name, value in globals().items():
+        if isinstance(value, Prepared):
+            found[name] = value
+        elif isinstance(value, dict) and value and all(isinstance(v, Prepared) for v in value.values()):
+            for key, prepared in value.items():
+                label = ", ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+                found[f"{name}[{label}]"] = prepared
+    return found
+
+
+def render_statements() -> str:
+    """The SQL of every statement, as PostgreSQL (asyncpg) and SQLite receive it."""
+    parts = [
+        "-- The SQL Agora runs, as printed by `python -m app.db.statements` (tests/test_statements.py",
+        "-- keeps docs/statements.sql equal to it). PostgreSQL gets $n parameters, SQLite named ones.",
+    ]
+    for name, prepared in _named_statements().items():
+        flags = " (proves the viewer's account)" if prepared.proves_viewer else ""
+        sqlite_sql = str(prepared.statement.compile(dialect=sqlite.dialect()))  # type: ignore[attr-defined]
+        parts += [
+            "",
+            f"-- {name}{flags}",
+            f"-- parameters: {', '.join(prepared.parameter_names) or 'none'}",
+            "-- PostgreSQL:",
+            prepared.asyncpg_sql.strip() + ";",
+            "-- SQLite:",
+            sqlite_sql.strip() + ";",
+        ]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_statements(), end="")

@@ -4,12 +4,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app import queries
-from app.database import DatabaseUnavailable
-from app.deps import DatabaseDep
+from app.api.deps import DatabaseDep
+from app.db import statements
+from app.db.errors import DatabaseUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -29,9 +27,9 @@ async def ready(request: Request, database: DatabaseDep) -> JSONResponse:
     """The database answers and its schema is at the newest revision; 503 with the reason otherwise."""
     expected = request.app.state.head_revision
     try:
-        migrated = (await database.fetch(queries.ALEMBIC_TABLE_EXISTS[database.dialect]))[0]["present"]
-        current = [row["version_num"] for row in await database.fetch(queries.SCHEMA_REVISIONS)] if migrated else []
-    except (DatabaseUnavailable, DBAPIError, OSError, TimeoutError, PoolTimeoutError) as exc:
+        migrated = (await database.fetch(statements.ALEMBIC_TABLE_EXISTS[database.dialect]))[0]["present"]
+        current = [row["version_num"] for row in await database.fetch(statements.SCHEMA_REVISIONS)] if migrated else []
+    except DatabaseUnavailable as exc:
         detail = f"database unreachable ({type(exc.__cause__ or exc).__name__})"
         return JSONResponse({"status": "unavailable", "detail": detail}, status.HTTP_503_SERVICE_UNAVAILABLE)
     if current != [expected]:

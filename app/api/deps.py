@@ -1,0 +1,116 @@
+"""Reusable dependencies: the app's services, the caller, owned posts, rate limits.
+
+Every protected endpoint takes `ViewerDep` (or `CurrentUser`, which loads the account):
+that is the only place a bearer token is read, and the `Viewer` it gives makes every
+statement prove the account still exists (app/domain/viewer.py).
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import OAuth2PasswordBearer
+
+from app.api.schemas import INT64_MAX
+from app.db.backends import Database, Row
+from app.domain import posts
+from app.domain.errors import NotAuthenticated
+from app.domain.posts import Feed
+from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
+from app.domain.viewer import Viewer
+from app.security import Passwords, Tokens
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="login")
+
+# Dependencies are async although most await nothing: FastAPI runs plain `def`
+# dependencies in a thread pool, and that hand-off cost more than their work.
+
+
+async def get_database(request: Request) -> Database:
+    """The app's database; each statement borrows a pooled connection only while it runs.
+
+    Not a `yield` dependency holding a connection for the whole request: that hand-off,
+    and the exit stack FastAPI keeps for it, cost more than a statement.
+    """
+    database: Database = request.app.state.database
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+
+
+async def get_tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+TokensDep = Annotated[Tokens, Depends(get_tokens)]
+
+
+async def get_feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.feed
+    return feed
+
+
+FeedDep = Annotated[Feed, Depends(get_feed)]
+
+
+async def get_viewer(request: Request, token: Annotated[str, Depends(oauth2_scheme)]) -> Viewer:
+    """The caller a valid bearer token names (401 otherwise); its account is proven by what it reads."""
+    state = request.app.state
+    user_id = state.tokens.user_id(token)
+    if user_id is None:
+        raise NotAuthenticated()
+    return Viewer(user_id, state.database)
+
+
+ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+async def get_current_user(viewer: ViewerDep) -> Row:
+    """The caller's account (id, email, created_at, phone_number); 401 if the token is bad or the account gone."""
+    return await viewer.account()
+
+
+CurrentUser = Annotated[Row, Depends(get_current_user)]
+
+PostId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The post's id")]
+
+
+async def get_owned_post(post_id: PostId, viewer: ViewerDep, _account: CurrentUser) -> Row:
+    """The post in the path, if the caller owns it: 401 no account, 404 not visible, 403 not yours."""
+    return await posts.owned_post(viewer, post_id)
+
+
+OwnedPost = Annotated[Row, Depends(get_owned_post)]
+
+
+async def get_rate_limits(request: Request) -> RateLimits | None:
+    limits: RateLimits | None = request.app.state.rate_limits
+    return limits
+
+
+RateLimitsDep = Annotated[RateLimits | None, Depends(get_rate_limits)]
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address (uvicorn takes it from X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+def enforce_rate_limit(limiter: SlidingWindowLimiter | None, key: str, what: str) -> None:
+    """429 with Retry-After when `key` has used up its allowance (no-op when limits are off)."""
+    retry_after = limiter.retry_after(key) if limiter is not None else None
+    if retry_after is not None:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"Too many {what}; try again in {retry_after} seconds",
+            headers={"Retry-After": str(retry_after)},
+        )

@@ -1,0 +1,82 @@
+"""Every error's HTTP answer, in one table, installed on the app by `install_error_handlers`.
+
+Database errors arrive already classified (app/db/errors.py: driver exception → outcome);
+domain errors name what went wrong (app/domain/errors.py). Each gets one status code:
+
+| exception | status | headers |
+|---|---|---|
+| `NotAuthenticated` | 401 | `WWW-Authenticate: Bearer` |
+| `Forbidden` | 403 | |
+| `NotFound` | 404 | |
+| `Conflict`, `DatabaseConflict` | 409 | |
+| `InvalidParameter`, `RequestValidationError` | 422 | |
+| `DatabaseUnavailable` | 503 | `Retry-After: 1` |
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.db.errors import DatabaseConflict, DatabaseUnavailable
+from app.domain.errors import Conflict, DomainError, Forbidden, InvalidParameter, NotAuthenticated, NotFound
+
+logger = logging.getLogger("agora")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    detail: str | None = None  # None: the exception's own detail
+
+
+HTTP_ANSWERS: dict[type[Exception], HttpAnswer] = {
+    NotAuthenticated: HttpAnswer(status.HTTP_401_UNAUTHORIZED, {"WWW-Authenticate": "Bearer"}),
+    Forbidden: HttpAnswer(status.HTTP_403_FORBIDDEN),
+    NotFound: HttpAnswer(status.HTTP_404_NOT_FOUND),
+    Conflict: HttpAnswer(status.HTTP_409_CONFLICT),
+    DatabaseConflict: HttpAnswer(status.HTTP_409_CONFLICT, detail="The request conflicts with the current state"),
+    DatabaseUnavailable: HttpAnswer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}, "The database is unavailable; try again shortly"
+    ),
+}
+
+
+async def answer(_request: Request, exc: Exception) -> JSONResponse:
+    """The table's answer for `exc` (its class, or the nearest base class in the table)."""
+    for kind in type(exc).__mro__:
+        http = HTTP_ANSWERS.get(kind)
+        if http is not None:
+            break
+    else:  # pragma: no cover - handlers are installed only for the table's classes
+        raise exc
+    if isinstance(exc, DatabaseUnavailable):
+        logger.error("database unavailable: %s", exc, exc_info=exc)
+    elif isinstance(exc, DatabaseConflict):
+        logger.warning("database conflict no endpoint expected: %s", exc, exc_info=exc)
+    detail = http.detail if http.detail is not None else (exc.detail if isinstance(exc, DomainError) else str(exc))
+    return JSONResponse({"detail": detail}, status_code=http.status_code, headers=http.headers or None)
+
+
+async def invalid_parameter(_request: Request, exc: Exception) -> JSONResponse:
+    """422 in the same shape as FastAPI's own validation errors."""
+    assert isinstance(exc, InvalidParameter)
+    errors = [{"loc": list(exc.location), "msg": exc.detail, "type": "value_error"}]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and why, but without echoing the input (it may be megabytes, or not valid text)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for kind in HTTP_ANSWERS:
+        app.add_exception_handler(kind, answer)
+    app.add_exception_handler(InvalidParameter, invalid_parameter)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,0 +1,97 @@
+"""Posts: the feed, one post, and the owner's edits."""
+
+from typing import Annotated, Any
+
+from fastapi import Query, Response, status
+
+from app.api.deps import CurrentUser, FeedDep, OwnedPost, PostId, ViewerDep
+from app.api.routing import SlashAgnosticRouter, json_response, responses
+from app.api.schemas import (
+    INT64_MAX,
+    SEARCH_MAX_LENGTH,
+    PostCreate,
+    PostOut,
+    PostPatch,
+    PostReplace,
+    PostWithVotes,
+    StorableStr,
+)
+from app.api.views import owner_from, owner_of, post_with_owner, post_with_votes
+from app.domain import posts
+
+router = SlashAgnosticRouter(prefix="/posts", tags=["posts"])
+
+
+@router.get("/", response_model=list[PostWithVotes], summary="List posts", responses=responses(401))
+async def list_posts(
+    viewer: ViewerDep,
+    feed: FeedDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 10,
+    skip: Annotated[int, Query(ge=0, le=INT64_MAX, description="Posts to skip")] = 0,
+    search: Annotated[
+        StorableStr,
+        Query(max_length=SEARCH_MAX_LENGTH, description="Case-insensitive part of the title, taken literally"),
+    ] = "",
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=INT64_MAX,
+            description="Keyset paging: only posts after this one in feed order (pass the last id of the previous "
+            "page). Costs the same on page 10,000 as on page 1, unlike `skip`. An id with no post you can see "
+            "is answered with 422.",
+        ),
+    ] = None,
+) -> Response:
+    """Published posts and your own drafts, newest first, with owner and vote count."""
+    rows = await feed.page(viewer, limit=limit, skip=skip, search=search, before_id=before_id)
+    return json_response([post_with_votes(row) for row in rows])
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostOut,
+    summary="Create a post",
+    responses=responses(401, body=True),
+)
+async def create_post(body: PostCreate, viewer: ViewerDep) -> Response:
+    """Publish (or draft) a post; you are its owner."""
+    row = await posts.create_post(viewer, title=body.title, content=body.content, published=body.published)
+    return json_response(post_with_owner(row, owner_from(row)), status_code=status.HTTP_201_CREATED)
+
+
+@router.get("/{post_id}", response_model=PostWithVotes, summary="Get a post", responses=responses(401, 404))
+async def read_post(post_id: PostId, viewer: ViewerDep) -> Response:
+    """One post with its owner and vote count."""
+    return json_response(post_with_votes(await posts.read_post(viewer, post_id)))
+
+
+@router.put(
+    "/{post_id}", response_model=PostOut, summary="Replace a post", responses=responses(401, 403, 404, body=True)
+)
+async def replace_post(body: PostReplace, post: OwnedPost, viewer: ViewerDep, user: CurrentUser) -> dict[str, Any]:
+    """Replace title, content and published (default true) of your post."""
+    return post_with_owner(await posts.update_post(viewer, post, body.model_dump()), owner_of(user))
+
+
+@router.patch(
+    "/{post_id}", response_model=PostOut, summary="Edit a post", responses=responses(401, 403, 404, body=True)
+)
+async def patch_post(body: PostPatch, post: OwnedPost, viewer: ViewerDep, user: CurrentUser) -> dict[str, Any]:
+    """Change only the fields you send."""
+    changes = body.model_dump(exclude_unset=True)
+    return post_with_owner(await posts.update_post(viewer, post, changes), owner_of(user))
+
+
+@router.delete(
+    "/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a post",
+    responses=responses(401, 403, 404),
+)
+async def delete_post(post: OwnedPost, viewer: ViewerDep) -> Response:
+    """Delete your post and its votes."""
+    await posts.delete_post(viewer, post)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,142 @@
+"""Posts and votes: the feed and its search strategy, one post, the owner's edits, votes.
+
+Every function takes the `Viewer` and returns rows (app/db/statements.py says which
+columns); the routers turn them into responses (app/api/views.py).
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.db import statements
+from app.db.backends import Row
+from app.db.errors import DatabaseConflict
+from app.domain.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from app.domain.viewer import Viewer
+
+
+def post_not_found(post_id: int) -> NotFound:
+    return NotFound(f"post with id {post_id} was not found")
+
+
+async def visible_post(viewer: Viewer, post_id: int) -> Row:
+    """The post (id, owner_id, published) if the viewer may see it: published, or their own; else 404."""
+    posts = await viewer.database.fetch(statements.POST_OWNERSHIP, {"post_id": post_id})
+    # Someone else's draft is answered exactly like a missing post: its existence is private.
+    if not posts or not (posts[0]["published"] or posts[0]["owner_id"] == viewer.id):
+        raise post_not_found(post_id)
+    return posts[0]
+
+
+async def owned_post(viewer: Viewer, post_id: int) -> Row:
+    """The post, if the viewer owns it: 404 when they cannot see it, 403 when it is someone else's."""
+    post = await visible_post(viewer, post_id)
+    if post["owner_id"] != viewer.id:
+        raise Forbidden("Not authorized to perform requested action")
+    return post
+
+
+class ExpiringSet:
+    """Keys remembered for `seconds` after they were last added; the oldest go first past `max_keys`."""
+
+    def __init__(self, *, seconds: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._max_keys = max_keys
+        self._clock = clock
+        self._expiry: dict[str, float] = {}  # in the order the keys were added
+
+    def add(self, key: str) -> None:
+        self._expiry.pop(key, None)
+        self._expiry[key] = self._clock() + self._seconds
+        if len(self._expiry) > self._max_keys:
+            del self._expiry[next(iter(self._expiry))]
+
+    def __contains__(self, key: str) -> bool:
+        expiry = self._expiry.get(key)
+        if expiry is not None and expiry <= self._clock():
+            del self._expiry[key]
+            return False
+        return expiry is not None
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+
+class Feed:
+    """Pages of the posts a viewer sees, newest first, optionally searched: one per app.
+
+    A search first looks among the newest `statements.SEARCH_WINDOW` posts (one plan for
+    every word, see RECENT_SEARCH); when that window holds less than the page, the
+    whole-table statement answers, which is exact in every case. Words whose first page
+    missed the window lately skip it for `sparse_seconds` (only a shortcut: both paths
+    give the same page).
+    """
+
+    def __init__(self, *, sparse_seconds: float = 60, sparse_max_words: int = 4096) -> None:
+        self.sparse_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
+
+    async def page(self, viewer: Viewer, *, limit: int, skip: int, search: str, before_id: int | None) -> Sequence[Row]:
+        """One page of the feed (rows of statements.LIST_POSTS); 422 for a cursor the viewer cannot page from."""
+        params: dict[str, Any] = {"limit": limit, "skip": skip}
+        if search:
+            params["pattern"] = statements.like_pattern(search)
+        keyset = before_id is not None
+        if keyset:
+            params["before_id"] = before_id
+        rows: Sequence[Row] = []
+        if search and skip + limit <= statements.SEARCH_WINDOW and search not in self.sparse_searches:
+            rows = await viewer.fetch(statements.RECENT_SEARCH[keyset], params)
+            if len(rows) < limit and skip == 0 and not keyset:
+                self.sparse_searches.add(search)
+        if len(rows) < limit:  # no window, or it held less than a page: ask the whole table
+            rows = await viewer.fetch(statements.LIST_POSTS[bool(search), keyset], params)
+        if not rows and before_id is not None:
+            # An empty keyset page must not hide a bad cursor: say so when that post is gone or not visible.
+            try:
+                await visible_post(viewer, before_id)
+            except NotFound:
+                raise InvalidParameter(("query", "before_id"), f"no post {before_id} to page from") from None
+        return rows
+
+
+async def read_post(viewer: Viewer, post_id: int) -> Row:
+    """One post with its owner and vote count (a row of statements.POST_DETAIL); 404 if not visible."""
+    rows = await viewer.fetch(statements.POST_DETAIL, {"post_id": post_id})
+    if not rows:
+        raise post_not_found(post_id)
+    return rows[0]
+
+
+async def create_post(viewer: Viewer, *, title: str, content: str, published: bool) -> Row:
+    """The new post with its owner's columns (a row of statements.CREATE_POST)."""
+    rows = await viewer.fetch(statements.CREATE_POST, {"title": title, "content": content, "published": published})
+    return rows[0]
+
+
+async def update_post(viewer: Viewer, post: Row, changes: dict[str, Any]) -> Row:
+    """Apply `changes` (title, content, published; one left out is kept) to a post of `owned_post`."""
+    unchanged = {"title": None, "content": None, "published": None}
+    rows = await viewer.database.fetch(statements.UPDATE_POST, {**unchanged, **changes, "post_id": post["id"]})
+    if not rows:  # deleted between the ownership check and the update
+        raise post_not_found(post["id"])
+    return rows[0]
+
+
+async def delete_post(viewer: Viewer, post: Row) -> None:
+    """Delete a post of `owned_post`, and its votes with it (ON DELETE CASCADE)."""
+    await viewer.database.fetch(statements.DELETE_POST, {"post_id": post["id"]})
+
+
+async def vote(viewer: Viewer, post_id: int, *, add: bool) -> None:
+    """Add (or take back) the viewer's vote: 404 no post (for you) or no vote, 409 already voted."""
+    try:
+        changed = await viewer.fetch(statements.ADD_VOTE if add else statements.REMOVE_VOTE, {"post_id": post_id})
+    except DatabaseConflict:  # the post was deleted while we voted: explained below as 404
+        changed = []
+    if changed:
+        return
+    # Nothing changed (and the account exists, or fetch said 401): find out why.
+    await visible_post(viewer, post_id)
+    if add:
+        raise Conflict(f"user {viewer.id} has already voted on post {post_id}")
+    raise NotFound("vote does not exist")
