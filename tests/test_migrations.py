@@ -633,6 +633,19 @@ def test_offline_sql_is_a_postgresql_script() -> None:
     assert flat.count("BEGIN;") == flat.count("COMMIT;") == len(revisions)
 
 
+def test_offline_sql_takes_the_same_guards_as_an_online_upgrade() -> None:
+    """A script run by hand still waits at most MIGRATION_LOCK_TIMEOUT_MS for a lock, and runs one at a time."""
+    config = alembic_config("postgresql://user@localhost/offline_test")
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    lines = [line.strip() for line in config.output_buffer.getvalue().splitlines() if line.strip()]
+    first_begin = lines.index("BEGIN;")
+    assert f"SET lock_timeout = {Settings().MIGRATION_LOCK_TIMEOUT_MS};" in lines[:first_begin]
+    assert any(line.startswith("SELECT pg_advisory_lock(") for line in lines[:first_begin])
+    last_commit = len(lines) - 1 - lines[::-1].index("COMMIT;")
+    assert any(line.startswith("SELECT pg_advisory_unlock(") for line in lines[last_commit:])
+
+
 def test_offline_sql_is_refused_on_sqlite(tmp_path: Path) -> None:
     config = alembic_config(f"sqlite:///{tmp_path / 'offline.db'}")
     config.output_buffer = io.StringIO()

@@ -139,6 +139,42 @@ NOT_JSON_OBJECTS = {
 }
 
 
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
+def test_a_field_the_api_does_not_know_is_422_and_changes_nothing(
+    client: TestClient, sql: Connection, world: World, endpoint: Endpoint
+) -> None:
+    before = snapshot(sql)
+    body = {**endpoint.valid_body(world), "bogus": 1}
+    response = client.request(endpoint.method, endpoint.url(world), json=body, headers=world.headers)
+    assert_client_error(response, 422)
+    assert response.json()["detail"][0]["loc"] == ["body", "bogus"]
+    assert snapshot(sql) == before
+
+
+def test_a_login_form_with_a_field_the_api_does_not_know_is_422(client: TestClient, world: World) -> None:
+    form = {"username": world.account.email, "password": world.account.password}
+    assert_client_error(client.post("/login", data={**form, "bogus": "1"}), 422)
+    # The password grant's optional client credentials are not unknown (RFC 6749, 4.3.2 and 2.3.1).
+    assert client.post("/login", data={**form, "grant_type": "password", "client_id": "app"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/users/", {"email": "new@example.com", "password": "short"}, "at least 8 characters"),
+        ("/users/", {"email": "new@example.com", "password": "p" * 129}, "at most 128 characters"),
+        ("/posts/", {"title": "t" * 301, "content": "c"}, "at most 300 characters"),
+        ("/posts/", {"title": "", "content": "c"}, "at least 1 character"),
+    ],
+)
+def test_length_errors_count_characters(
+    client: TestClient, world: World, path: str, body: dict[str, Any], expected: str
+) -> None:
+    response = client.post(path, json=body, headers=world.headers)
+    assert_client_error(response, 422)
+    assert expected in response.json()["detail"][0]["msg"], response.json()
+
+
 @pytest.mark.parametrize("content", NOT_JSON_OBJECTS.values(), ids=NOT_JSON_OBJECTS.keys())
 def test_a_body_that_is_not_a_json_object_is_4xx(
     client: TestClient, sql: Connection, world: World, content: bytes

@@ -90,27 +90,37 @@ def documented_pattern(pattern: str) -> Any:
     return Field(json_schema_extra={"pattern": pattern})
 
 
-_Storable = Annotated[str, AfterValidator(storable)]
-StorableStr = Annotated[_Storable, documented_pattern(STORABLE_PATTERN)]
-Password = Annotated[StorableStr, StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+# Length constraints come first in each chain: placed after a validator, pydantic checks
+# them as a generic length and says "items" where it means characters.
+STORABLE = AfterValidator(storable)
+StorableStr = Annotated[str, STORABLE, documented_pattern(STORABLE_PATTERN)]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    STORABLE,
+    documented_pattern(STORABLE_PATTERN),
+]
 Title = Annotated[
-    StorableStr,
+    str,
     StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH),
+    STORABLE,
     AfterValidator(not_blank),
     documented_pattern(NOT_BLANK_PATTERN),
 ]
 Content = Annotated[
-    StorableStr,
+    str,
     StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH),
+    STORABLE,
     AfterValidator(not_blank),
     documented_pattern(NOT_BLANK_PATTERN),
 ]
 PhoneNumber = Annotated[
-    StorableStr, StringConstraints(max_length=32), AfterValidator(phone_number), documented_pattern(PHONE_PATTERN)
+    str, StringConstraints(max_length=32), STORABLE, AfterValidator(phone_number), documented_pattern(PHONE_PATTERN)
 ]
 Email = Annotated[
-    _Storable,  # format "email" already rules out NUL (and a pattern next to it slows generators down)
+    str,
     StringConstraints(max_length=EMAIL_MAX_LENGTH),
+    STORABLE,  # format "email" already rules out NUL (and a pattern next to it slows generators down)
     AfterValidator(email_address),
     WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH}),
 ]

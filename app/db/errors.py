@@ -55,6 +55,13 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         "a value or statement the database rejects: inputs are validated first, so it is a bug to surface",
     ),
     ErrorRule(
+        # Before the connection failures below: asyncpg files it under "operator
+        # intervention" (SQLSTATE class 57) with an admin shutdown, but the connection is fine.
+        (asyncpg.exceptions.QueryCanceledError,),
+        DatabaseUnavailable,
+        "the statement ran past statement_timeout (or was cancelled)",
+    ),
+    ErrorRule(
         (
             OSError,
             TimeoutError,
