@@ -135,3 +135,9 @@ def test_the_authorize_button_works_end_to_end(client: TestClient, make_account:
     me = client.get("/users/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
     assert me.status_code == 200
     assert me.json()["id"] == account.id
+
+
+def test_redoc_is_not_served(client: TestClient) -> None:
+    """ReDoc's page loads its script and fonts from a CDN, which the CSP forbids: /docs is the one docs page."""
+    for path in ("/redoc", "/redoc/"):
+        assert client.get(path).status_code == 404

@@ -36,7 +36,7 @@ HTTP_EXAMPLES = settings(
 any_character = st.characters(exclude_categories=())
 any_text = st.text(any_character, max_size=40)
 # Text that a database can store: what the API's StorableStr lets through.
-storable_character = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+storable_character = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 EMAIL = "someone@example.com"
 

@@ -1,14 +1,18 @@
 """Settings: refusing unsafe production configuration, CORS origins, and database URLs."""
 
 import logging
+import os
 import secrets
+import subprocess
+import sys
 from typing import Any
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from app.config import Settings, driver_urls
+from app.config import REPO_ROOT, Settings, driver_urls
 from app.main import create_app
 
 STRONG_KEY = secrets.token_urlsafe(48)
@@ -194,3 +198,63 @@ def test_other_databases_are_refused_at_start_up(raw: str) -> None:
         driver_urls(raw)
     with pytest.raises(ValidationError):
         make_settings(DATABASE_URL=raw)
+
+
+# --- settings are passed down, never read from a global --------------------------------------
+
+
+def test_an_app_signs_and_checks_tokens_with_its_own_settings(client: TestClient) -> None:
+    """create_app(settings) uses those settings for tokens and hashing too (not the environment's)."""
+    own = make_settings(
+        DATABASE_URL=client.app.state.settings.DATABASE_URL,  # type: ignore[attr-defined]
+        SECRET_KEY=STRONG_KEY,
+        ACCESS_TOKEN_EXPIRE_MINUTES=7,
+        ARGON2_TIME_COST=1,
+        ARGON2_MEMORY_COST_KIB=16,
+    )
+    with TestClient(create_app(own)) as other:
+        created = other.post("/users/", json={"email": "own@example.com", "password": "long enough"})
+        assert created.status_code == 201, created.text
+        token = other.post("/login", data={"username": "own@example.com", "password": "long enough"}).json()
+        claims = jwt.decode(token["access_token"], STRONG_KEY, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == 7 * 60
+        assert other.get("/users/me", headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 200
+        # The suite's app (another key) refuses it; this app refuses the suite's tokens.
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        assert client.get("/users/me", headers=headers).status_code == 401
+        stored = other.app.state.passwords.hash("x")  # type: ignore[attr-defined]
+        assert "m=16,t=1" in stored
+
+
+def test_no_module_keeps_a_settings_object_of_its_own() -> None:
+    import app.config
+    import app.security
+
+    assert not hasattr(app.config, "settings")
+    assert not any(isinstance(value, Settings) for value in vars(app.security).values())
+
+
+# --- commands refuse a bad configuration in one line -----------------------------------------
+
+
+def run_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ENVIRONMENT")}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env={**environment, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", [("-m", "app", "--no-migrate"), ("-m", "alembic", "current")])
+def test_a_refused_production_start_is_one_line_and_a_failure(command: tuple[str, ...]) -> None:
+    result = run_command(*command, ENVIRONMENT="production")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: invalid settings:") and "SECRET_KEY" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_needs_no_settings() -> None:
+    result = run_command("-m", "app", "--help", ENVIRONMENT="production")
+    assert result.returncode == 0, result.stderr
+    assert "--no-migrate" in result.stdout

@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,6 +31,8 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is missing: pip install -r requirements-dev.txt"
 )
+if TYPE_CHECKING:  # the names for annotations (the module itself may be missing at run time)
+    from playwright.sync_api import ConsoleMessage, Page, Route
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -75,14 +78,14 @@ def test_swagger_ui_authorizes_and_lists_posts(
     page_errors: list[str] = []
     console_errors: list[str] = []
 
-    def keep_it_local(route: "sync_api.Route") -> None:
+    def keep_it_local(route: "Route") -> None:
         if urlsplit(route.request.url).netloc == origin:
             route.continue_()
         else:
             foreign_requests.append(route.request.url)
             route.abort()
 
-    def note_console_error(message: "sync_api.ConsoleMessage") -> None:
+    def note_console_error(message: "ConsoleMessage") -> None:
         if message.type == "error":
             console_errors.append(message.text)
 
@@ -115,7 +118,7 @@ def test_swagger_ui_authorizes_and_lists_posts(
     assert console_errors == [], "the browser console reported errors (a blocked asset, a content security policy...)"
 
 
-def drive_swagger_ui(page: "sync_api.Page", base_url: str, account: Account, title: str) -> None:
+def drive_swagger_ui(page: "Page", base_url: str, account: Account, title: str) -> None:
     """What a person does: open the docs, Authorize, then Try it out and Execute on GET /posts/."""
     expect = sync_api.expect
     page.goto(f"{base_url}/docs")

@@ -310,7 +310,7 @@ def render_statements() -> str:
     ]
     for name, prepared in _named_statements().items():
         flags = " (proves the viewer's account)" if prepared.proves_viewer else ""
-        sqlite_sql = str(prepared.statement.compile(dialect=sqlite.dialect()))  # type: ignore[attr-defined]
+        sqlite_sql = str(prepared.statement.compile(dialect=sqlite.dialect(paramstyle="named")))  # type: ignore[attr-defined]
         parts += [
             "",
             f"-- {name}{flags}",
@@ -320,7 +320,7 @@ def render_statements() -> str:
             "-- SQLite:",
             sqlite_sql.strip() + ";",
         ]
-    return "\n".join(parts) + "\n"
+    return "\n".join(line.rstrip() for text in parts for line in text.splitlines() or [""]) + "\n"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.api.deps import DatabaseDep, PasswordsDep, RateLimitsDep, TokensDep, client_address, enforce_rate_limit
 from app.api.routing import SlashAgnosticRouter, responses
-from app.api.schemas import EMAIL_MAX_LENGTH, STORABLE, Token, email_address
+from app.api.schemas import (
+    EMAIL_MAX_LENGTH,
+    STORABLE,
+    STORABLE_PATTERN,
+    Token,
+    documented_pattern,
+    email_address,
+)
 from app.domain import accounts
 from app.domain.errors import NotAuthenticated
 
@@ -27,8 +34,18 @@ class LoginForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH), STORABLE]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH), STORABLE]
+    username: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=EMAIL_MAX_LENGTH),
+        STORABLE,
+        documented_pattern(STORABLE_PATTERN),
+    ]
+    password: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH),
+        STORABLE,
+        documented_pattern(STORABLE_PATTERN),
+    ]
     grant_type: Annotated[str, StringConstraints(pattern="^password$")] | None = None
     scope: str = ""
     client_id: str | None = None

@@ -1,0 +1,339 @@
+-- The SQL Agora runs, as printed by `python -m app.db.statements` (tests/test_statements.py
+-- keeps docs/statements.sql equal to it). PostgreSQL gets $n parameters, SQLite named ones.
+
+-- USER_BY_ID
+-- parameters: user_id
+-- PostgreSQL:
+SELECT users.id, users.email, users.created_at, users.phone_number
+FROM users
+WHERE users.id = $1::INTEGER;
+-- SQLite:
+SELECT users.id, users.email, users.created_at, users.phone_number
+FROM users
+WHERE users.id = :user_id;
+
+-- VIEWER_ACCOUNT (proves the viewer's account)
+-- parameters: viewer_id
+-- PostgreSQL:
+SELECT users.id, users.email, users.created_at, users.phone_number
+FROM users
+WHERE users.id = $1::INTEGER;
+-- SQLite:
+SELECT users.id, users.email, users.created_at, users.phone_number
+FROM users
+WHERE users.id = :viewer_id;
+
+-- USER_FOR_LOGIN
+-- parameters: email
+-- PostgreSQL:
+SELECT users.id, users.password
+FROM users
+WHERE lower(users.email) = lower($1);
+-- SQLite:
+SELECT users.id, users.password
+FROM users
+WHERE lower(users.email) = lower(:email);
+
+-- SET_PASSWORD_HASH
+-- parameters: new_hash, user_id
+-- PostgreSQL:
+UPDATE users SET password=$1::VARCHAR WHERE users.id = $2::INTEGER;
+-- SQLite:
+UPDATE users SET password=:new_hash WHERE users.id = :user_id;
+
+-- INSERT_USER
+-- parameters: email, password, phone_number
+-- PostgreSQL:
+INSERT INTO users (email, password, phone_number) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR) ON CONFLICT DO NOTHING RETURNING users.id, users.email, users.created_at, users.phone_number;
+-- SQLite:
+INSERT INTO users (email, password, phone_number) VALUES (:email, :password, :phone_number) ON CONFLICT DO NOTHING RETURNING id, email, created_at, phone_number;
+
+-- LIST_POSTS[False, False] (proves the viewer's account)
+-- parameters: viewer_id, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published OR posts.owner_id = $1::INTEGER ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $2 OFFSET $3) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published = 1 OR posts.owner_id = :viewer_id ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- LIST_POSTS[False, True] (proves the viewer's account)
+-- parameters: viewer_id, before_id, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- LIST_POSTS[True, False] (proves the viewer's account)
+-- parameters: viewer_id, pattern, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- LIST_POSTS[True, True] (proves the viewer's account)
+-- parameters: viewer_id, pattern, before_id, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- RECENT_SEARCH[False] (proves the viewer's account)
+-- parameters: viewer_id, pattern, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 500) AS recent
+WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title ILIKE $2 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
+ LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 500 OFFSET :param_1) AS recent
+WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY recent.created_at DESC, recent.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- RECENT_SEARCH[True] (proves the viewer's account)
+-- parameters: before_id, viewer_id, pattern, limit, skip
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $1::INTEGER AND (cursor.published OR cursor.owner_id = $2::INTEGER)), $1) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 500) AS recent
+WHERE (recent.published OR recent.owner_id = $2::INTEGER) AND recent.title ILIKE $3 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
+ LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $2::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 500 OFFSET :param_1) AS recent
+WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY recent.created_at DESC, recent.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- POST_DETAIL (proves the viewer's account)
+-- parameters: post_id, viewer_id
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.id = $1::INTEGER AND (posts.published OR posts.owner_id = $2::INTEGER)) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $2::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id)) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+
+-- POST_OWNERSHIP
+-- parameters: post_id
+-- PostgreSQL:
+SELECT posts.id, posts.owner_id, posts.published
+FROM posts
+WHERE posts.id = $1::INTEGER;
+-- SQLite:
+SELECT posts.id, posts.owner_id, posts.published
+FROM posts
+WHERE posts.id = :post_id;
+
+-- CREATE_POST (proves the viewer's account)
+-- parameters: viewer_id, title, content, published
+-- PostgreSQL:
+INSERT INTO posts (title, content, published, owner_id) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::BOOLEAN AS anon_3, users.id
+FROM users
+WHERE users.id = $1::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
+FROM users AS owner
+WHERE owner.id = $1::INTEGER) AS owner_email, (SELECT owner.created_at
+FROM users AS owner
+WHERE owner.id = $1::INTEGER) AS owner_created_at;
+-- SQLite:
+INSERT INTO posts (title, content, published, owner_id) SELECT :title AS anon_1, :content AS anon_2, :published AS anon_3, users.id
+FROM users
+WHERE users.id = :viewer_id RETURNING id, title, content, published, created_at, owner_id, (SELECT owner.email
+FROM users AS owner
+WHERE id = :viewer_id) AS owner_email, (SELECT owner.created_at
+FROM users AS owner
+WHERE id = :viewer_id) AS owner_created_at;
+
+-- UPDATE_POST
+-- parameters: title, content, published, post_id
+-- PostgreSQL:
+UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), content=coalesce($2::VARCHAR, posts.content), published=coalesce($3::BOOLEAN, posts.published) WHERE posts.id = $4::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
+-- SQLite:
+UPDATE posts SET title=coalesce(:title, posts.title), content=coalesce(:content, posts.content), published=coalesce(:published, posts.published) WHERE posts.id = :post_id RETURNING id, title, content, published, created_at, owner_id;
+
+-- DELETE_POST
+-- parameters: post_id
+-- PostgreSQL:
+DELETE FROM posts WHERE posts.id = $1::INTEGER;
+-- SQLite:
+DELETE FROM posts WHERE posts.id = :post_id;
+
+-- ADD_VOTE (proves the viewer's account)
+-- parameters: viewer_id, post_id
+-- PostgreSQL:
+INSERT INTO votes (user_id, post_id) SELECT $1::INTEGER AS anon_1, posts.id
+FROM posts
+WHERE posts.id = $2::INTEGER AND (posts.published OR posts.owner_id = $1::INTEGER) AND (EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER)) ON CONFLICT DO NOTHING RETURNING votes.post_id;
+-- SQLite:
+INSERT INTO votes (user_id, post_id) SELECT :viewer_id AS anon_1, posts.id
+FROM posts
+WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id)) ON CONFLICT DO NOTHING RETURNING post_id;
+
+-- REMOVE_VOTE (proves the viewer's account)
+-- parameters: viewer_id, post_id
+-- PostgreSQL:
+DELETE FROM votes WHERE votes.user_id = $1::INTEGER AND votes.post_id = $2::INTEGER AND (EXISTS (SELECT $1::INTEGER AS anon_1, posts.id
+FROM posts
+WHERE posts.id = $2::INTEGER AND (posts.published OR posts.owner_id = $1::INTEGER) AND (EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER)))) RETURNING votes.post_id;
+-- SQLite:
+DELETE FROM votes WHERE votes.user_id = :viewer_id AND votes.post_id = :post_id AND (EXISTS (SELECT :viewer_id AS anon_1, posts.id
+FROM posts
+WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id)))) RETURNING post_id;
+
+-- ALEMBIC_TABLE_EXISTS[postgresql]
+-- parameters: none
+-- PostgreSQL:
+SELECT to_regclass('alembic_version') IS NOT NULL AS present;
+-- SQLite:
+SELECT to_regclass('alembic_version') IS NOT NULL AS present;
+
+-- ALEMBIC_TABLE_EXISTS[sqlite]
+-- parameters: none
+-- PostgreSQL:
+SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version') AS present;
+-- SQLite:
+SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version') AS present;
+
+-- SCHEMA_REVISIONS
+-- parameters: none
+-- PostgreSQL:
+SELECT version_num FROM alembic_version;
+-- SQLite:
+SELECT version_num FROM alembic_version;

@@ -1,0 +1,33 @@
+"""The SQL the app runs is readable in one place: docs/statements.sql, printed by `python -m app.db.statements`."""
+
+import os
+import subprocess
+import sys
+
+from app.config import REPO_ROOT
+from app.db import statements
+
+STATEMENTS_SQL = REPO_ROOT / "docs" / "statements.sql"
+
+
+def test_docs_statements_sql_is_what_the_module_prints() -> None:
+    assert STATEMENTS_SQL.read_text() == statements.render_statements(), (
+        "the statements changed: run `python -m app.db.statements > docs/statements.sql` and review the diff"
+    )
+
+
+def test_the_module_prints_every_statement_for_both_databases() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "app.db.statements"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "ENVIRONMENT": "development"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert printed == statements.render_statements()
+    for name in statements._named_statements():
+        assert f"-- {name}" in printed
+    assert printed.count("-- PostgreSQL:") == printed.count("-- SQLite:") == len(statements._named_statements())
+    assert "ILIKE" in printed and "casefold(" in printed  # the two dialects' spellings of the search
