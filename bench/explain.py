@@ -8,9 +8,9 @@ import re
 
 import psycopg
 
-from app import queries
 from app.config import driver_urls
-from app.database import Prepared
+from app.db import statements as queries
+from app.db.backends import Prepared
 
 CASES: list[tuple[str, Prepared, dict[str, object]]] = [
     ("list, first page", queries.LIST_POSTS[False, False], {"viewer_id": 1, "limit": 10, "skip": 0}),

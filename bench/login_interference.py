@@ -74,11 +74,14 @@ def main() -> None:
     stop = threading.Event()
     latencies: list[float] = []
 
+    def timed_login(user: int) -> None:
+        latencies.append(login(args.url, user))
+
     def start_logins() -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
             user, next_start = 2, time.perf_counter()
             while not stop.is_set():
-                pool.submit(lambda u=user: latencies.append(login(args.url, u)))
+                pool.submit(timed_login, user)
                 user = user % args.users + 1
                 next_start += 1 / args.rate
                 time.sleep(max(0.0, next_start - time.perf_counter()))

@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
-# Agora's benchmark, one command from the repository root:
+# Agora's benchmark, one command from the repository root (root needed: apt, runuser):
 #
 #   bash bench/run.sh [--size large|small] [--duration S] [--rounds N] [--workers W] [--no-seed]
+#                     [--extra LABEL=URL ...]
 #
-# It uses the shared measuring tools beside the repo (../shared/bench: a tuned
-# throwaway PostgreSQL on 127.0.0.1:5440, the "limit" reference server and the
-# interleaved wrk driver), and Agora's own seeder and start command:
-#   1. installs wrk and the harness venv when missing, starts the bench PostgreSQL;
+# Everything it needs is in bench/:
+#   1. installs wrk when missing, starts the bench PostgreSQL (bench/pg.sh: 127.0.0.1:5440);
 #   2. times `alembic upgrade head` on empty SQLite and PostgreSQL databases;
-#   3. seeds limit_<size> with the shared seeder and agora_<size> (migrated by our chain)
-#      with bench/seed.py: the same 10,000 users / 1,000,000 posts / 5,000,000 votes;
-#   4. starts the limit server (1 worker) and Agora as the README's production start
-#      documents it (W workers, default one per core; its JSON access log on, rate
-#      limits off: all load comes from one address), both on their own database;
-#   5. runs list, search, get, create, vote, login for each in turn (interleaved rounds),
-#      printing req/s, p50, p99 and Agora's ratio to the limit server;
+#   3. seeds agora_<size> with bench/seed.py (migrated by our chain, then loaded), and makes
+#      limit_<size> a copy of it: both servers start from the same rows and indexes;
+#   4. starts the limit server (bench/limit_server.py, 1 worker, :8201) and Agora as the
+#      README's production start documents it (W workers, default one per core, on :8000;
+#      its JSON access log on, rate limits off: all load comes from one address);
+#   5. runs list, search, get, create, vote, login for each in turn, interleaved rounds
+#      (bench/driver.py), printing req/s, p50, p99 and each target's ratio to the limit;
 #   6. measures list p99 alone and while 4 logins/s run (bench/login_interference.py).
-# Everything it starts is stopped on exit. Results: bench/results/<time>/.
+# --no-seed uses the databases as they are (the limit copy is made only when missing).
+# --extra LABEL=URL (repeatable) adds an already-running server, e.g. Agora at an older
+# commit on its own copy of the data, to the same interleaved rounds (an A/B).
+# Everything it starts is stopped on exit (PostgreSQL too, unless it was already running).
+# Results: bench/results/<time>-<size>/.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-SHARED="${AGORA_SHARED_BENCH:-$REPO/../shared/bench}"
-[ -f "$SHARED/env.sh" ] || { echo "missing $SHARED (the shared measuring tools beside the repo)" >&2; exit 1; }
-. "$SHARED/env.sh"
+BENCH="$REPO/bench"
+PY="$REPO/.venv/bin/python"
 
 SIZE=large DURATION=10 ROUNDS=3 WORKERS="$(nproc)" SEED=1
+EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE="$2"; shift 2 ;;
@@ -31,7 +34,10 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --no-seed) SEED=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --extra)
+      [[ "${2:-}" =~ ^[A-Za-z0-9_.-]+=http://[^/]+$ ]] || { echo "--extra takes LABEL=http://HOST:PORT" >&2; exit 2; }
+      EXTRA+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,52 +52,93 @@ OUT="$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-$SIZE"
 mkdir -p "$OUT"
 AGORA_PORT=8000 LIMIT_PORT=8201
 AGORA_DB="agora_$SIZE" LIMIT_DB="limit_$SIZE"
-AGORA_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$AGORA_DB"
+SERVER="postgresql://postgres@127.0.0.1:5440"
 
-say "1/6 tools"
+answers() { curl -s -o /dev/null --max-time 2 "$1"; }
+wait_up() { # wait_up NAME URL PID LOG: until URL answers; fail early if PID is gone
+  local name="$1" url="$2" pid="$3" log="$4"
+  for _ in $(seq 1 300); do
+    answers "$url" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name did not start; the end of $log:" >&2
+      tail -n 30 "$log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "$name did not answer $url within 60 s (log: $log)" >&2
+  return 1
+}
+stop_pid() { # stop_pid PID: SIGTERM, up to 20 s to finish, then SIGKILL
+  local pid="$1"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+say "1/6 tools and the bench PostgreSQL"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-[ -x "$REPO/.venv/bin/python" ] || python3 -m venv "$REPO/.venv"
+[ -x "$PY" ] || python3 -m venv "$REPO/.venv"
 "$REPO/.venv/bin/pip" install -q -r "$REPO/requirements.txt"
-[ -x "$BENCH_PY" ] || { python3 -m venv "$BENCH_HOME/venv" &&
-  "$BENCH_HOME/venv/bin/pip" install -q psycopg2-binary bcrypt asyncpg uvicorn uvloop httptools orjson py-spy; }
-"$SHARED/pg_start.sh"
+PG_WAS_RUNNING=0
+bash "$BENCH/pg.sh" status >/dev/null 2>&1 && PG_WAS_RUNNING=1
+bash "$BENCH/pg.sh" start
 
-AGORA_PID=""
+AGORA_PID="" LIMIT_PID=""
 cleanup() {
-  [ -n "$AGORA_PID" ] && kill "$AGORA_PID" 2>/dev/null && wait "$AGORA_PID" 2>/dev/null
-  "$SHARED/limit_stop.sh" "$LIMIT_PORT" >/dev/null 2>&1 || true
+  [ -z "$AGORA_PID" ] || stop_pid "$AGORA_PID"
+  [ -z "$LIMIT_PID" ] || stop_pid "$LIMIT_PID"
+  [ "$PG_WAS_RUNNING" = 1 ] || bash "$BENCH/pg.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 say "2/6 full migration chain on empty databases"
-"$REPO/.venv/bin/python" "$REPO/bench/time_migrations.py" \
-  --postgresql "postgresql://$PGUSER@$PGHOST:$PGPORT/postgres" | tee "$OUT/migrations.txt"
+"$PY" "$BENCH/time_migrations.py" --postgresql "$SERVER/postgres" | tee "$OUT/migrations.txt"
 
 if [ "$SEED" = 1 ]; then
-  say "3/6 seeding $LIMIT_DB (shared seeder) and $AGORA_DB (bench/seed.py): $USERS users, $POSTS posts, $VOTES votes"
-  "$SHARED/pg_createdb.sh" "$LIMIT_DB" --recreate
-  "$BENCH_PY" "$SHARED/seed.py" --db "$LIMIT_DB" --users "$USERS" --posts "$POSTS" --votes "$VOTES" \
-    --create-schema --careful-indexes
-  "$SHARED/pg_createdb.sh" "$AGORA_DB" --recreate
-  (cd "$REPO" && .venv/bin/python -m bench.seed --database-url "$AGORA_URL" \
+  say "3/6 seeding $AGORA_DB (bench/seed.py: $USERS users, $POSTS posts, $VOTES votes), then $LIMIT_DB as its copy"
+  bash "$BENCH/pg.sh" createdb "$AGORA_DB" --recreate
+  (cd "$REPO" && "$PY" -m bench.seed --database-url "$SERVER/$AGORA_DB" \
     --users "$USERS" --posts "$POSTS" --votes "$VOTES")
+  bash "$BENCH/pg.sh" createdb-from "$LIMIT_DB" "$AGORA_DB"
+else
+  say "3/6 no seeding: $AGORA_DB and $LIMIT_DB as they are"
+  bash "$BENCH/pg.sh" psql "$AGORA_DB" -qAtc "SELECT 1" >/dev/null ||
+    { echo "no database $AGORA_DB: run without --no-seed first" >&2; exit 1; }
+  bash "$BENCH/pg.sh" psql "$LIMIT_DB" -qAtc "SELECT 1" >/dev/null 2>&1 ||
+    bash "$BENCH/pg.sh" createdb-from "$LIMIT_DB" "$AGORA_DB"
 fi
 
 say "4/6 servers: limit (1 worker) on :$LIMIT_PORT, Agora ($WORKERS workers) on :$AGORA_PORT"
-"$SHARED/limit_stop.sh" "$LIMIT_PORT" >/dev/null 2>&1 || true
-"$SHARED/limit_start.sh" "$LIMIT_DB" 1 "$LIMIT_PORT"
-(cd "$REPO" && ENVIRONMENT=production SECRET_KEY="$BENCH_SECRET-agora-benchmark-key" DATABASE_URL="$AGORA_URL" \
+for port in "$LIMIT_PORT" "$AGORA_PORT"; do
+  if answers "http://127.0.0.1:$port/"; then
+    echo "something already answers on 127.0.0.1:$port: stop it first" >&2
+    exit 1
+  fi
+done
+SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+(cd "$REPO" && LIMIT_DATABASE_URL="$SERVER/$LIMIT_DB" LIMIT_SECRET_KEY="$SECRET" exec "$PY" -m uvicorn \
+  bench.limit_server:app --host 127.0.0.1 --port "$LIMIT_PORT" --workers 1 --loop uvloop --http httptools \
+  --no-access-log --log-level warning >"$OUT/limit.log" 2>&1) &
+LIMIT_PID=$!
+(cd "$REPO" && ENVIRONMENT=production SECRET_KEY="$SECRET" DATABASE_URL="$SERVER/$AGORA_DB" \
   RATE_LIMIT_ENABLED=false exec .venv/bin/python -m app --no-migrate \
   --workers "$WORKERS" --port "$AGORA_PORT" >"$OUT/agora.log" 2>&1) &
 AGORA_PID=$!
-wait_http "http://127.0.0.1:$AGORA_PORT/docs" 60
+wait_up "the limit server" "http://127.0.0.1:$LIMIT_PORT/health" "$LIMIT_PID" "$OUT/limit.log"
+wait_up "Agora" "http://127.0.0.1:$AGORA_PORT/health" "$AGORA_PID" "$OUT/agora.log"
+for extra in "${EXTRA[@]}"; do
+  answers "${extra#*=}/health" || { echo "--extra ${extra}: nothing answers at ${extra#*=}" >&2; exit 1; }
+done
 
 say "5/6 load: $ROUNDS rounds x ${DURATION}s per scenario and target"
-"$SHARED/run.sh" --size "$SIZE" --duration "$DURATION" --rounds "$ROUNDS" --out "$OUT" \
-  limit="http://127.0.0.1:$LIMIT_PORT" agora="http://127.0.0.1:$AGORA_PORT"
+"$PY" "$BENCH/driver.py" --users "$USERS" --posts "$POSTS" --duration "$DURATION" --rounds "$ROUNDS" \
+  --out "$OUT" limit="http://127.0.0.1:$LIMIT_PORT" agora="http://127.0.0.1:$AGORA_PORT" "${EXTRA[@]}"
 
 say "6/6 list p99 with and without 4 logins/s"
-"$REPO/.venv/bin/python" "$REPO/bench/login_interference.py" --url "http://127.0.0.1:$AGORA_PORT" \
+"$PY" "$BENCH/login_interference.py" --url "http://127.0.0.1:$AGORA_PORT" \
   --users "$USERS" --duration "$DURATION" | tee "$OUT/login_interference.txt"
 
 # Keep the end of the access log only (it holds one line per request).

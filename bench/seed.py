@@ -12,8 +12,8 @@ and analysed. Deterministic: the same arguments give the same rows.
   with the production cost, computed once).
 - posts: four-word titles from a 64-word vocabulary (each word in about 6 % of titles,
   so searches hit realistically), created one second apart in id order, owners spread
-  over all users; `--draft-every N` makes every Nth post a draft (default 0: none, so
-  the data matches the shared limit server's, which has no drafts).
+  over all users; `--draft-every N` makes every Nth post a draft (default 0: none, the
+  data bench/run.sh measures, on Agora and on the limit server's copy of it).
 - votes: distinct (user, post) pairs, every user voting on votes/users posts.
 """
 
@@ -23,9 +23,9 @@ import time
 
 import psycopg
 
-from app.config import driver_urls
-from app.migrations import upgrade_to_head
-from app.security import hash_password
+from app.config import Settings, driver_urls
+from app.db.migrations import upgrade_to_head
+from app.security import Passwords
 
 WORDS = [
     "amber",
@@ -114,7 +114,7 @@ def seed(database_url: str, users: int, posts: int, votes: int, draft_every: int
     if sync_url.get_backend_name() != "postgresql":
         sys.exit("the seeder needs PostgreSQL (it generates rows with generate_series)")
     dsn = sync_url.render_as_string(hide_password=False)
-    password_hash = hash_password(PASSWORD)
+    password_hash = Passwords.from_settings(Settings()).hash(PASSWORD)
 
     # One transaction: if anything fails, the schema and its constraints are as before.
     with psycopg.connect(dsn) as connection:
@@ -160,13 +160,13 @@ def seed(database_url: str, users: int, posts: int, votes: int, draft_every: int
             )
             log(f"{votes:,} votes loaded", started)
         for statement in restore:
-            connection.execute(statement)  # type: ignore[arg-type]
+            connection.execute(statement)
         log("constraints and indexes rebuilt", started)
     with psycopg.connect(dsn, autocommit=True) as connection:
         for table in ("users", "posts", "votes"):
-            connection.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
+            connection.execute(f"VACUUM ANALYZE {table}")
         # Write the load out now, so that a checkpoint does not land in the first
-        # measurements instead (the shared seeder does the same for the limit server).
+        # measurements instead (bench/run.sh copies this database for the limit server).
         try:
             connection.execute("CHECKPOINT")
         except psycopg.errors.InsufficientPrivilege:
@@ -195,9 +195,9 @@ def drop_constraints_and_indexes(connection: psycopg.Connection) -> list[str]:
         """
     ).fetchall()
     for name, _definition in indexes:
-        connection.execute(f'DROP INDEX "{name}"')  # type: ignore[arg-type]
+        connection.execute(f'DROP INDEX "{name}"')
     for table, name, _definition in constraints:
-        connection.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')  # type: ignore[arg-type]
+        connection.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     # Keys before foreign keys, then indexes.
     ordered = sorted(constraints, key=lambda c: not c[2].startswith("PRIMARY KEY"))
     return [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for table, name, definition in ordered] + [

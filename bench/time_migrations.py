@@ -44,12 +44,12 @@ def on_postgresql(server_url: str) -> float:
     name = f"agora_migration_timing_{uuid.uuid4().hex[:8]}"
     dsn = admin.render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        connection.execute(f'CREATE DATABASE "{name}"')
     try:
         return upgrade_seconds(admin.set(database=name).render_as_string(hide_password=False))
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def main() -> None:
