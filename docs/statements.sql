@@ -283,9 +283,9 @@ UPDATE posts SET title=coalesce(:title, posts.title), content=coalesce(:content,
 -- DELETE_POST
 -- parameters: post_id
 -- PostgreSQL:
-DELETE FROM posts WHERE posts.id = $1::INTEGER;
+DELETE FROM posts WHERE posts.id = $1::INTEGER RETURNING posts.id;
 -- SQLite:
-DELETE FROM posts WHERE posts.id = :post_id;
+DELETE FROM posts WHERE posts.id = :post_id RETURNING id;
 
 -- ADD_VOTE (proves the viewer's account)
 -- parameters: viewer_id, post_id

@@ -1,9 +1,12 @@
 """Posts over HTTP: the feed, one post, and the owner's edits."""
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from conftest import Account, assert_error, misanswered
 from fastapi.testclient import TestClient
@@ -760,3 +763,23 @@ def test_the_oldest_post_as_cursor_gives_an_empty_page(
     new_post(client, author, title="second")
     response = client.get("/posts/", params={"before_id": oldest}, headers=author.headers)
     assert response.status_code == 200 and response.json() == []
+
+
+def test_concurrent_deletions_of_one_post_answer_204_once(
+    client: TestClient, live_server: str, make_account: Callable[..., Account], sql: Connection
+) -> None:
+    """16 DELETEs of the same post at once: one deletion happened, so exactly one 204; the rest 404."""
+    account = make_account()
+    for _attempt in range(3):  # three posts, so a lucky serial order cannot pass by chance
+        post_id = client.post("/posts/", json={"title": "t", "content": "c"}, headers=account.headers).json()["id"]
+        start = threading.Barrier(16)
+
+        def delete(_: int, post_id: int = post_id, start: threading.Barrier = start) -> int:
+            with httpx.Client(base_url=live_server, timeout=30) as http:
+                start.wait()
+                return http.delete(f"/posts/{post_id}", headers=account.headers).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = sorted(pool.map(delete, range(16)))
+        assert statuses == [204] + [404] * 15, statuses
+        assert sql.execute(text("SELECT count(*) FROM posts WHERE id = :id"), {"id": post_id}).scalar_one() == 0

@@ -139,6 +139,34 @@ NOT_JSON_OBJECTS = {
 }
 
 
+# Bodies that are not JSON at all, however they fail to parse: one answer, 400.
+UNPARSEABLE = [
+    "plain text",
+    "truncated",
+    "trailing comma",
+    "single quotes",
+    "invalid utf-8",
+    "raw control bytes",
+    "deeply nested",
+]
+UNPARSEABLE_EXTRA = {
+    "trailing garbage": b'{"title": "t", "content": "c"} garbage',
+    "deeply nested object, under the size limit": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+}
+
+
+@pytest.mark.parametrize("name", [*UNPARSEABLE, *UNPARSEABLE_EXTRA])
+def test_a_body_that_is_not_json_is_always_400(client: TestClient, sql: Connection, world: World, name: str) -> None:
+    content = NOT_JSON_OBJECTS.get(name) or UNPARSEABLE_EXTRA[name]
+    before = snapshot(sql)
+    responses = {
+        f"{endpoint.method} {endpoint.path}": send_json(client, world, endpoint, content) for endpoint in ENDPOINTS
+    }
+    assert misanswered(responses, 400) == {}
+    assert {r.json()["detail"] for r in responses.values()} == {"There was an error parsing the body"}
+    assert snapshot(sql) == before
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
 def test_a_field_the_api_does_not_know_is_422_and_changes_nothing(
     client: TestClient, sql: Connection, world: World, endpoint: Endpoint

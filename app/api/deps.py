@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
-from app.api.schemas import INT64_MAX
+from app.api.schemas import INT64_MAX, PLAIN_DECIMAL
 from app.db.backends import Database, Row
 from app.domain import posts
 from app.domain.errors import NotAuthenticated
@@ -81,7 +81,7 @@ async def get_current_user(viewer: ViewerDep) -> Row:
 
 CurrentUser = Annotated[Row, Depends(get_current_user)]
 
-PostId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The post's id")]
+PostId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The post's id"), PLAIN_DECIMAL]
 
 
 async def get_owned_post(post_id: PostId, viewer: ViewerDep, _account: CurrentUser) -> Row:

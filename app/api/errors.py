@@ -68,9 +68,19 @@ async def invalid_parameter(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+# FastAPI's own answer to a body it cannot parse (not UTF-8, nested too deep, a broken form).
+UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with where and why, but without echoing the input (it may be megabytes, or not valid text)."""
+    """422 with where and why, but without echoing the input (it may be megabytes, or not valid text).
+
+    A body that is not JSON at all (truncated, trailing garbage) is 400, the same answer as
+    for a body that is not UTF-8 or nests too deep: one code for "the body is not JSON".
+    """
     assert isinstance(exc, RequestValidationError)
+    if any(error["type"] == "json_invalid" for error in exc.errors()):
+        return JSONResponse({"detail": UNPARSEABLE_BODY}, status_code=status.HTTP_400_BAD_REQUEST)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 

@@ -8,6 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -53,6 +54,24 @@ def email_address(value: str) -> str:
         return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
+
+
+_PLAIN_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+
+
+def plain_decimal(value: object) -> object:
+    """Numbers in paths and query strings: plain ASCII digits only.
+
+    Python's int() (and pydantic's lax mode) also read `1_0`, `+1`, ` 1`, `01` and `1.0`,
+    so `/posts/1_0` was post 10; every other spelling of a number is refused instead.
+    """
+    if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value):
+        raise ValueError("must be a whole number written with plain decimal digits")
+    return value
+
+
+# For path and query parameters: `Annotated[int, PLAIN_DECIMAL, Query(...)]`.
+PLAIN_DECIMAL = BeforeValidator(plain_decimal)
 
 
 def not_blank(value: str) -> str:

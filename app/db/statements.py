@@ -247,7 +247,8 @@ UPDATE_POST = Prepared.of(
     )
     .returning(*posts.c)
 )
-DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")))
+# RETURNING: of several concurrent deletions of one post, only the one that deleted it gets a row.
+DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")).returning(posts.c.id))
 
 # --- votes -------------------------------------------------------------------
 

@@ -123,8 +123,9 @@ async def update_post(viewer: Viewer, post: Row, changes: dict[str, Any]) -> Row
 
 
 async def delete_post(viewer: Viewer, post: Row) -> None:
-    """Delete a post of `owned_post`, and its votes with it (ON DELETE CASCADE)."""
-    await viewer.database.fetch(statements.DELETE_POST, {"post_id": post["id"]})
+    """Delete a post of `owned_post`, and its votes with it (ON DELETE CASCADE); 404 if it went meanwhile."""
+    if not await viewer.database.fetch(statements.DELETE_POST, {"post_id": post["id"]}):
+        raise post_not_found(post["id"])
 
 
 async def vote(viewer: Viewer, post_id: int, *, add: bool) -> None:

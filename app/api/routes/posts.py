@@ -8,6 +8,7 @@ from app.api.deps import CurrentUser, FeedDep, OwnedPost, PostId, ViewerDep
 from app.api.routing import SlashAgnosticRouter, json_response, responses
 from app.api.schemas import (
     INT64_MAX,
+    PLAIN_DECIMAL,
     SEARCH_MAX_LENGTH,
     PostCreate,
     PostOut,
@@ -26,8 +27,8 @@ router = SlashAgnosticRouter(prefix="/posts", tags=["posts"])
 async def list_posts(
     viewer: ViewerDep,
     feed: FeedDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 10,
-    skip: Annotated[int, Query(ge=0, le=INT64_MAX, description="Posts to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size"), PLAIN_DECIMAL] = 10,
+    skip: Annotated[int, Query(ge=0, le=INT64_MAX, description="Posts to skip"), PLAIN_DECIMAL] = 0,
     search: Annotated[
         StorableStr,
         Query(max_length=SEARCH_MAX_LENGTH, description="Case-insensitive part of the title, taken literally"),
@@ -41,6 +42,7 @@ async def list_posts(
             "page). Costs the same on page 10,000 as on page 1, unlike `skip`. An id with no post you can see "
             "is answered with 422.",
         ),
+        PLAIN_DECIMAL,
     ] = None,
 ) -> Response:
     """Published posts and your own drafts, newest first, with owner and vote count."""

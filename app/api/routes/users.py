@@ -6,7 +6,7 @@ from fastapi import Path, Request, status
 
 from app.api.deps import CurrentUser, DatabaseDep, PasswordsDep, RateLimitsDep, client_address, enforce_rate_limit
 from app.api.routing import SlashAgnosticRouter, responses
-from app.api.schemas import INT64_MAX, UserCreate, UserMe, UserOut
+from app.api.schemas import INT64_MAX, PLAIN_DECIMAL, UserCreate, UserMe, UserOut
 from app.db import statements
 from app.domain import accounts
 from app.domain.errors import NotFound
@@ -43,7 +43,7 @@ async def read_current_user(user: CurrentUser) -> dict[str, object]:
 
 @router.get("/{user_id}", response_model=UserOut, summary="Get an account", responses=responses(401, 404))
 async def read_user(
-    user_id: Annotated[int, Path(ge=1, le=INT64_MAX)], _caller: CurrentUser, database: DatabaseDep
+    user_id: Annotated[int, Path(ge=1, le=INT64_MAX), PLAIN_DECIMAL], _caller: CurrentUser, database: DatabaseDep
 ) -> dict[str, object]:
     """Someone's public profile: id, email and when they joined."""
     users = await database.fetch(statements.USER_BY_ID, {"user_id": user_id})
