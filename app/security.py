@@ -4,6 +4,7 @@
 per app), so an app built with another SECRET_KEY or Argon2 cost uses exactly those.
 """
 
+import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,11 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 from app.config import Settings
 
 TOKEN_ALGORITHM = "HS256"
-# A token's `sub` is a user id: plain ASCII digits, at most a signed 64-bit integer's 19.
-USER_ID_MAX_DIGITS = 19
+# A token's `sub` is a user id written as we write it: plain digits, no sign or leading zero.
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+USER_ID_MAX = 2**63 - 1
+# Slack on the lifetime a token may claim (a lifetime shortened since it was issued, rounding).
+CLOCK_LEEWAY_SECONDS = 30
 
 
 class Passwords:
@@ -67,11 +71,14 @@ def create_access_token(user_id: int, *, secret_key: str, expires_in: timedelta,
     return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret_key: str) -> tuple[int, int] | None:
+def decode_access_token(token: str, *, secret_key: str, lifetime: timedelta) -> tuple[int, int] | None:
     """(user id, expiry as a Unix time) of a valid token, or None for anything else.
 
-    The algorithm is pinned (no `alg: none`, no key confusion) and `sub`, `iat` and
-    `exp` are all required.
+    The algorithm is pinned (no `alg: none`, no key confusion); `sub`, `iat` and `exp` are
+    required with exactly the types we issue (a string user id in plain digits, integer
+    times), `iat` may not lie in the future, and `exp` may lie no further from `iat` than
+    the configured lifetime plus CLOCK_LEEWAY_SECONDS: a token signed with the right key
+    but claims we never write (`exp` as a string or 10**30, `sub` "0001") is refused.
     """
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -79,12 +86,14 @@ def decode_access_token(token: str, *, secret_key: str) -> tuple[int, int] | Non
         )
     except jwt.InvalidTokenError:
         return None
-    subject = claims["sub"]
-    if not (
-        isinstance(subject, str) and subject.isascii() and subject.isdigit() and len(subject) <= USER_ID_MAX_DIGITS
-    ):
+    subject, issued_at, expires_at = claims["sub"], claims["iat"], claims["exp"]
+    if not (isinstance(subject, str) and _USER_ID.fullmatch(subject) and int(subject) <= USER_ID_MAX):
         return None
-    return int(subject), int(claims["exp"])
+    if type(issued_at) is not int or type(expires_at) is not int:
+        return None
+    if expires_at - issued_at > lifetime.total_seconds() + CLOCK_LEEWAY_SECONDS:
+        return None
+    return int(subject), expires_at
 
 
 class Tokens:
@@ -113,7 +122,7 @@ class Tokens:
         """The user id a valid token names, or None (bad signature, expired, malformed)."""
         verified = self._verified.get(token)
         if verified is None:
-            verified = decode_access_token(token, secret_key=self._secret_key)
+            verified = decode_access_token(token, secret_key=self._secret_key, lifetime=self.lifetime)
             if verified is None:
                 return None
             if len(self._verified) >= self._memo_size:

@@ -361,3 +361,25 @@ def test_a_deleted_accounts_token_does_not_pass_to_the_next_account(
     if response.status_code == 200:
         assert response.json()["id"] != second.id, "a new account inherited the id of a deleted one"
     assert_unauthorized(response)
+
+
+def test_tokens_with_claims_we_never_issue_are_401(client: TestClient, make_account: Callable[..., Account]) -> None:
+    """Signed with the right key, but not a token this API writes: exact claim types and a bounded lifetime."""
+    account = make_account()
+    now = int(time.time())
+    lifetime = SETTINGS.ACCESS_TOKEN_EXPIRE_MINUTES * 60
+    odd = {
+        "exp as a string": claims_for(account.id, exp=str(now + 600)),
+        "iat as a string": claims_for(account.id, iat=str(now)),
+        "exp as a float": claims_for(account.id, exp=now + 600.5),
+        "exp as a boolean": claims_for(account.id, exp=True),
+        "exp of 10**30": claims_for(account.id, exp=10**30),
+        "exp past the lifetime": claims_for(account.id, exp=now + lifetime + 3600),
+        "sub with a leading zero": claims_for(f"000{account.id}"),
+        "sub with a sign": claims_for(f"+{account.id}"),
+        "sub as a number": {**claims_for(account.id), "sub": account.id},
+        "sub of 20 digits": claims_for("1" * 20),
+        "iat in the future": claims_for(account.id, iat=now + 3600, exp=now + 3600 + 600),
+    }
+    assert not_unauthorized({label: me(client, forge(claims)) for label, claims in odd.items()}) == {}
+    assert me(client, forge(claims_for(account.id, exp=now + lifetime))).status_code == 200  # a lifetime we issue

@@ -4,6 +4,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx2 as httpx
 import pytest
@@ -553,3 +554,51 @@ def test_the_api_still_works_after_all_that(client: TestClient, world: World) ->
     response = client.get(f"/posts/{world.post_id}", headers=world.headers)
     assert response.status_code == 200
     assert response.json()["votes"] == 1
+
+
+LENIENT_NUMBERS = ["1_0", "+1", "01", " 1", "1 ", "1.0", "1e1", "0x1", "\u0661", "\uff11"]
+
+
+@pytest.mark.parametrize("spelling", LENIENT_NUMBERS)
+def test_only_plain_decimal_digits_are_an_id_or_a_number(client: TestClient, world: World, spelling: str) -> None:
+    """Python's int() reads `1_0` as 10 and `+1`, ` 1`, `01` as 1: the API takes only plain digits."""
+    quoted = quote(spelling)
+    responses = {
+        "post": client.get(f"/posts/{quoted}", headers=world.headers),
+        "user": client.get(f"/users/{quoted}", headers=world.headers),
+        "limit": client.get(f"/posts/?limit={quoted}", headers=world.headers),
+        "skip": client.get(f"/posts/?skip={quoted}", headers=world.headers),
+        "before_id": client.get(f"/posts/?before_id={quoted}", headers=world.headers),
+        "delete": client.delete(f"/posts/{quoted}", headers=world.headers),
+    }
+    assert misanswered(responses, 422) == {}
+    # The plain spelling of the same numbers works.
+    assert client.get(f"/posts/{world.post_id}", headers=world.headers).status_code == 200
+    assert client.get("/posts/?limit=10&skip=0", headers=world.headers).status_code == 200
+
+
+INVISIBLE_TEXTS = ["\u200b", "\u200b\u200c\u200d", " \ufeff ", "\u3164", "\u2060\u00ad", "\x01\x02", "\u202e\u202c"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE_TEXTS, ids=[t.encode("unicode_escape").decode() for t in INVISIBLE_TEXTS])
+def test_a_title_or_content_of_invisible_characters_is_blank(
+    client: TestClient, sql: Connection, world: World, invisible: str
+) -> None:
+    before = snapshot(sql)
+    url = f"/posts/{world.post_id}"
+    responses = {
+        "create title": client.post("/posts/", json={"title": invisible, "content": "c"}, headers=world.headers),
+        "create content": client.post("/posts/", json={"title": "t", "content": invisible}, headers=world.headers),
+        "replace": client.put(url, json={"title": invisible, "content": "c"}, headers=world.headers),
+        "patch": client.patch(url, json={"content": invisible}, headers=world.headers),
+    }
+    assert misanswered(responses, 422) == {}
+    assert snapshot(sql) == before
+    visible = client.post("/posts/", json={"title": f"x{invisible}", "content": "c"}, headers=world.headers)
+    assert visible.status_code == 201, visible.text
+
+
+def test_an_email_with_more_than_64_characters_before_the_at_is_422(client: TestClient) -> None:
+    too_long = client.post("/users/", json={"email": "a" * 65 + "@example.com", "password": PASSWORD})
+    assert_client_error(too_long, 422)
+    assert client.post("/users/", json={"email": "a" * 64 + "@example.com", "password": PASSWORD}).status_code == 201

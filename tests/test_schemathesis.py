@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.api.schemas import EMAIL_MAX_LENGTH, VoteIn, email_address
+from app.api.schemas import EMAIL_MAX_LENGTH, INVISIBLE, VoteIn, email_address
 from app.main import app
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
@@ -73,8 +73,8 @@ CONFIG = schemathesis.Config.from_dict(
 SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # StorableStr: no NUL (lone surrogates cannot travel in UTF-8 JSON at all).
 STORABLE_PATTERN = r"^[^\x00]*$"
-# Title and Content: storable, and not blank.
-NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE}][^\x00]*$"
+# Title and Content: storable, and not blank (white space and invisible characters do not count).
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE}{INVISIBLE}][^\x00]*$"
 # PhoneNumber: 7 to 15 digits, optionally after a +, with spaces, dots, dashes and parentheses anywhere.
 PHONE_PATTERN = rf"^[{SPACE}().-]*\+?(?:[{SPACE}().-]*[0-9]){{7,15}}[{SPACE}().-]*$"
 

@@ -29,6 +29,7 @@ TITLE_MAX_LENGTH = 300
 CONTENT_MAX_LENGTH = 20_000
 SEARCH_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
+EMAIL_LOCAL_PART_MAX_LENGTH = 64
 
 
 def storable(value: str) -> str:
@@ -51,9 +52,12 @@ def email_address(value: str) -> str:
     in must be the address itself.
     """
     try:
-        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+        address = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
+    if len(address.local_part) > EMAIL_LOCAL_PART_MAX_LENGTH:  # RFC 5321, 4.5.3.1.1 (ASCII: characters are octets)
+        raise ValueError(f"not a valid email address: more than {EMAIL_LOCAL_PART_MAX_LENGTH} characters before the @")
+    return address.normalized
 
 
 _PLAIN_DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -75,8 +79,9 @@ PLAIN_DECIMAL = BeforeValidator(plain_decimal)
 
 
 def not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
+    """At least one visible character: not only white space, control or format characters."""
+    if not _VISIBLE.search(value):
+        raise ValueError("must not be blank (white space and invisible characters do not count)")
     return value
 
 
@@ -100,8 +105,16 @@ def as_utc(value: datetime) -> datetime:
 # The rules above as JSON Schema patterns, for the documentation only (the validators stay the judges).
 # SPACE is exactly what str.isspace() accepts, spelled alike for Python, ECMA-262 and Rust regexes.
 SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# INVISIBLE: control characters, and format and filler characters that render as nothing
+# (soft hyphen, zero-width space and joiners, bidi marks, word joiner, variation selectors,
+# BOM, Hangul fillers, Braille blank): a title made only of them looks empty.
+INVISIBLE = (
+    r"\x01-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+)
 STORABLE_PATTERN = r"^[^\x00]*$"
-NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE}][^\x00]*$"
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{SPACE}{INVISIBLE}][^\x00]*$"
+_VISIBLE = re.compile(rf"[^{SPACE}{INVISIBLE}]")
 PHONE_PATTERN = rf"^[{SPACE}().-]*\+?(?:[{SPACE}().-]*[0-9]){{7,15}}[{SPACE}().-]*$"
 
 
