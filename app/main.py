@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio.to_thread import run_sync
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
@@ -14,14 +15,17 @@ from app.api.errors import install_error_handlers
 from app.api.routes import auth, health, posts, users, votes
 from app.api.schemas import VoteIn
 from app.config import Settings
-from app.db.backends import open_database
+from app.db.backends import Database, open_database
+from app.db.errors import DatabaseUnavailable
 from app.db.migrations import head_revision
+from app.domain import accounts
 from app.domain.posts import Feed
 from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
 from app.http.docs import mount_docs
 from app.http.logs import configure_logging
+from app.http.methods import HeadAsGet, add_method_fallbacks
 from app.http.middleware import RequestContextMiddleware
-from app.security import Passwords, Tokens
+from app.security import COURSE_BCRYPT_ROUNDS, Passwords, Tokens
 
 logger = logging.getLogger("agora")
 
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             statement_timeout_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
         )
         app.state.head_revision = head_revision()
+        await calibrate_login_floor(app.state.passwords, app.state.database)
         # Everything built so far (routes, schemas, statements) lives as long as the
         # process: keep it out of the garbage collector's full passes, which otherwise
         # walk it all and showed up as the feed's p99 under load.
@@ -74,13 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=telemetry,
         docs_url=None,  # served by mount_docs (app/http/docs.py), from local files instead of a CDN
         redoc_url=None,  # ReDoc loads its script and fonts from a CDN: Swagger UI at /docs is the one docs page
+        redirect_slashes=False,  # both forms of every path are routes; Starlette's redirect trusts the Host header
     )
     app.state.settings = settings
     app.state.passwords = Passwords.from_settings(settings)
     app.state.tokens = Tokens.from_settings(settings)
     app.state.feed = Feed()
     app.state.rate_limits = rate_limits(settings)
-    # Middleware added last runs first: request context (and body limit), then CORS.
+    # Middleware added last runs first: request context (and body limit), then CORS, then HEAD as GET.
+    app.add_middleware(HeadAsGet)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -93,13 +100,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
         access_log=settings.ACCESS_LOG_ENABLED,
+        max_in_flight=settings.MAX_REQUESTS_IN_FLIGHT or None,
     )
     install_error_handlers(app)
     for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
     mount_docs(app)
+    add_method_fallbacks(app)  # last: 405 with every method of the path
     app.openapi = exact_integer_bounds(app.openapi)  # type: ignore[method-assign]
     return app
+
+
+async def calibrate_login_floor(passwords: Passwords, database: Database) -> None:
+    """Measure the failed-login floor now, not during the first failed login (app/security.py).
+
+    It covers bcrypt only when some accounts still hold bcrypt hashes; with the database
+    down at start-up, it assumes the course app's cost.
+    """
+    try:
+        rounds = await accounts.stored_bcrypt_rounds(database)
+    except DatabaseUnavailable:
+        rounds = COURSE_BCRYPT_ROUNDS
+    await run_sync(passwords.calibrate, rounds)
 
 
 def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

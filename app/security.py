@@ -1,9 +1,11 @@
-"""Password hashing and access tokens: no I/O, no framework, no global settings.
+"""Password hashing and access tokens: no I/O, no web framework, no global settings.
 
 `Passwords` and `Tokens` are built from the app's `Settings` by `create_app` (one of each
 per app), so an app built with another SECRET_KEY or Argon2 cost uses exactly those.
 """
 
+import asyncio
+import functools
 import re
 import secrets
 import time
@@ -11,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from anyio.to_thread import run_sync
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -37,6 +40,8 @@ class Passwords:
         # Verified against when the email is unknown, so that a wrong email costs the same
         # time as a wrong password and login timing does not reveal who has an account.
         self.dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._failure_floor: float | None = None
+        self._bcrypt_rounds: int | None = None  # the costliest bcrypt the floor covers
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Passwords":
@@ -55,6 +60,7 @@ class Passwords:
         Unusable stored values (e.g. "!" for accounts nobody may log in to) and inputs
         bcrypt refuses (more than 72 bytes) simply do not match.
         """
+        self._cover(password_hash)
         try:
             return self._hasher.verify_and_update(password, password_hash)
         except (UnknownHashError, ValueError):
@@ -63,6 +69,72 @@ class Passwords:
     def spend_check_time(self, password: str) -> None:
         """Do the work of a failed verification without any account."""
         self._hasher.verify(password, self.dummy_hash)
+
+    @property
+    def failure_floor_seconds(self) -> float:
+        """How long every failed login takes at least: the slowest verification a stored hash needs.
+
+        Stored hashes differ in cost: Argon2id at our cost, bcrypt at the cost the course app
+        stored it with (12: about 10 times slower), and values that are no hash at all ("!"),
+        which cost nothing. Without a floor, the time of a 401 told which kind an account
+        holds, or whether it exists. Set by `calibrate`, in a worker thread.
+        """
+        if self._failure_floor is None:
+            self.calibrate()
+        assert self._failure_floor is not None
+        return self._failure_floor
+
+    def calibrate(self, bcrypt_rounds: int | None = None) -> None:
+        """Time a failed verification of our Argon2id hash and, if some accounts still hold
+        bcrypt hashes, of a bcrypt hash of `bcrypt_rounds`; blocking (up to about 0.5 s)."""
+        slowest = _time_failed_verification(self._hasher, self.dummy_hash)
+        if bcrypt_rounds is not None:
+            slowest = max(slowest, _time_failed_verification(self._hasher, _bcrypt_dummy_hash(bcrypt_rounds)))
+            self._bcrypt_rounds = max(self._bcrypt_rounds or 0, bcrypt_rounds)
+        self._failure_floor = max(self._failure_floor or 0.0, FAILURE_FLOOR_MARGIN * slowest)
+
+    async def pad_failure(self, started: float) -> None:
+        """Sleep (without using the CPU) until the failure floor has passed since `started` (perf_counter)."""
+        floor = self._failure_floor
+        if floor is None:
+            await run_sync(self.calibrate)
+            floor = self.failure_floor_seconds
+        remaining = floor - (time.perf_counter() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    def _cover(self, password_hash: str) -> None:
+        """Raise the floor for a bcrypt hash costlier than any seen at calibration (blocking)."""
+        rounds = bcrypt_rounds(password_hash)
+        if rounds is not None and rounds > (self._bcrypt_rounds or 0):
+            self.calibrate(rounds)
+
+
+def bcrypt_rounds(password_hash: str) -> int | None:
+    """The cost of a bcrypt hash (`$2b$12$...` is 12), or None for anything else."""
+    match = _BCRYPT_PREFIX.match(password_hash)
+    return int(match[1]) if match else None
+
+
+_BCRYPT_PREFIX = re.compile(r"\$2[abxy]\$([0-9]{2})\$")
+
+
+# A failed login is answered no sooner than this many times the slowest verification
+# measured: room for the variation between two verifications of the same cost.
+FAILURE_FLOOR_MARGIN = 1.25
+# The bcrypt cost the course app (passlib's default) stored its hashes with.
+COURSE_BCRYPT_ROUNDS = 12
+
+
+@functools.cache
+def _bcrypt_dummy_hash(rounds: int) -> str:
+    return BcryptHasher(rounds=rounds).hash(secrets.token_urlsafe(16))
+
+
+def _time_failed_verification(hasher: PasswordHash, password_hash: str) -> float:
+    started = time.perf_counter()
+    hasher.verify("not the password", password_hash)
+    return time.perf_counter() - started
 
 
 def create_access_token(user_id: int, *, secret_key: str, expires_in: timedelta, now: datetime | None = None) -> str:

@@ -34,6 +34,13 @@ SELECT users.id, users.password
 FROM users
 WHERE lower(users.email) = lower(:email);
 
+-- MAX_BCRYPT_ROUNDS
+-- parameters: none
+-- PostgreSQL:
+SELECT max(CAST(substr(password, 5, 2) AS INTEGER)) AS rounds FROM users WHERE password LIKE '$2_$__$%';
+-- SQLite:
+SELECT max(CAST(substr(password, 5, 2) AS INTEGER)) AS rounds FROM users WHERE password LIKE '$2_$__$%';
+
 -- SET_PASSWORD_HASH
 -- parameters: new_hash, user_id
 -- PostgreSQL:

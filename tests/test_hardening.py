@@ -1,19 +1,24 @@
 """Brute-force limits, health checks, HTTP hygiene (body limit, headers, request ids, CORS, access log)."""
 
+import asyncio
 import io
 import json
 import logging
+import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
 from conftest import PASSWORD, TEST_DATABASE_URL, Account
 from fastapi.testclient import TestClient
+from pwdlib.hashers.bcrypt import BcryptHasher
+from sqlalchemy import Connection, text
 
 from app.config import Settings
 from app.domain.ratelimit import SlidingWindowLimiter
 from app.http.logs import BufferedStreamHandler, JsonLogFormatter
+from app.http.middleware import RequestContextMiddleware
 from app.main import create_app
 
 
@@ -321,3 +326,86 @@ def test_closing_twice_is_harmless() -> None:
     handler = BufferedStreamHandler(CountingStream())
     handler.close()
     handler.close()
+
+
+def test_another_spelling_of_a_locked_account_is_locked_too(
+    app_with: Callable[..., TestClient], sql: Connection
+) -> None:
+    """'İ' (U+0130): PostgreSQL's lower() finds iriswpzp@…, Python's lower() made another limiter key of it."""
+    limited = app_with(RATE_LIMIT_ENABLED=True, RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT=5)
+    register(limited, "iriswpzp@example.com")
+    for _ in range(5):
+        assert login(limited, "iriswpzp@example.com", "wrong password!").status_code == 401
+    spellings = ["iriswpzp@example.com", "IRISWPZP@example.com", "İriswpzp@example.com", "iriswpzp@EXAMPLE.COM"]
+    answers = {spelling: login(limited, spelling, PASSWORD).status_code for spelling in spellings}
+    # Refused whatever the spelling: 429 where the database finds the account by it, 401 where it does not.
+    assert all(status in (401, 429) for status in answers.values()), answers
+    assert answers["iriswpzp@example.com"] == answers["IRISWPZP@example.com"] == 429
+
+
+def test_every_failed_login_takes_as_long_whatever_the_account_holds(
+    app_with: Callable[..., TestClient], sql: Connection
+) -> None:
+    """Real costs: a bcrypt-12 account (as adopted from the course app), an Argon2id one, "!" and no account."""
+    bcrypt_hash = BcryptHasher(rounds=12).hash(PASSWORD)
+    sql.execute(text("INSERT INTO users (email, password) VALUES ('course@example.com', :h)"), {"h": bcrypt_hash})
+    sql.execute(text("INSERT INTO users (email, password) VALUES ('locked@example.com', '!')"))
+    # Built after the bcrypt account exists, as after an adoption: its floor covers bcrypt-12.
+    app = app_with(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST_KIB=19456)
+    register(app, "argon@example.com")
+    cases = ["course@example.com", "argon@example.com", "locked@example.com", "nobody@example.com"]
+
+    def timed(email: str) -> float:
+        started = time.perf_counter()
+        assert login(app, email, "wrong password!").status_code == 401
+        return time.perf_counter() - started
+
+    timed(cases[0])  # warm up
+    medians = {email: statistics.median(timed(email) for _ in range(3)) for email in cases}
+    fastest, slowest = min(medians.values()), max(medians.values())
+    assert slowest / fastest < 1.25, medians
+    assert fastest >= 0.8 * app.app.state.passwords.failure_floor_seconds, medians  # type: ignore[attr-defined]
+
+
+# --- load shedding ------------------------------------------------------------------
+
+
+def test_past_the_in_flight_bound_requests_get_503_at_once_and_health_still_answers() -> None:
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = RequestContextMiddleware(slow_app, max_body_bytes=1024, access_log=False, max_in_flight=2)
+
+    async def call(path: str) -> tuple[int, dict[bytes, bytes]]:
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": ("1.2.3.4", 1)}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        await middleware(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    async def scenario() -> None:
+        held = [asyncio.create_task(call("/posts/")) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        status, headers = await call("/posts/")  # the third at once: shed, without waiting
+        assert (status, headers[b"retry-after"]) == (503, b"1")
+        assert time.perf_counter() - started < 0.5
+        health = asyncio.create_task(call("/health"))  # admitted whatever the load
+        await asyncio.sleep(0.01)
+        release.set()
+        assert [(await task)[0] for task in held] == [200, 200]
+        assert (await health)[0] == 200
+        assert middleware.in_flight == 0
+        assert (await call("/posts/"))[0] == 200  # room again
+
+    asyncio.run(scenario())

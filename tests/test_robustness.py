@@ -580,7 +580,9 @@ def test_only_plain_decimal_digits_are_an_id_or_a_number(client: TestClient, wor
 INVISIBLE_TEXTS = ["\u200b", "\u200b\u200c\u200d", " \ufeff ", "\u3164", "\u2060\u00ad", "\x01\x02", "\u202e\u202c"]
 
 
-@pytest.mark.parametrize("invisible", INVISIBLE_TEXTS, ids=[t.encode("unicode_escape").decode() for t in INVISIBLE_TEXTS])
+@pytest.mark.parametrize(
+    "invisible", INVISIBLE_TEXTS, ids=[t.encode("unicode_escape").decode() for t in INVISIBLE_TEXTS]
+)
 def test_a_title_or_content_of_invisible_characters_is_blank(
     client: TestClient, sql: Connection, world: World, invisible: str
 ) -> None:

@@ -1,8 +1,11 @@
 """An APIRouter on which every path also answers with the trailing slash toggled.
 
 Clients written for the course API call both `/posts` and `/posts/`; a redirect
-would drop the body of a POST in many HTTP clients, so both forms are real routes.
-Only the canonical form appears in the OpenAPI schema.
+would drop the body of a POST in many HTTP clients (and Starlette builds its
+redirects from the Host header), so both forms are real routes and the app is
+built with `redirect_slashes=False`. Only the canonical form appears in the
+OpenAPI schema. Routes added outside such a router (the docs, the OpenAPI
+document) add their twin with `slash_twin`.
 """
 
 from typing import Any
@@ -13,15 +16,16 @@ from fastapi import APIRouter, Response
 from app.api.schemas import ErrorOut
 
 
-def _twin(path: str) -> str:
+def slash_twin(path: str) -> str:
+    """`path` with its trailing slash toggled: `/posts/` <-> `/posts`."""
     return path[:-1] if path.endswith("/") else f"{path}/"
 
 
 class SlashAgnosticRouter(APIRouter):
     def add_api_route(self, path: str, endpoint: Any, **kwargs: Any) -> None:
         super().add_api_route(path, endpoint, **kwargs)
-        if (self.prefix + _twin(path)) not in ("", "/"):
-            super().add_api_route(_twin(path), endpoint, **{**kwargs, "include_in_schema": False})
+        if (self.prefix + slash_twin(path)) not in ("", "/"):
+            super().add_api_route(slash_twin(path), endpoint, **{**kwargs, "include_in_schema": False})
 
 
 def responses(*codes: int, body: bool = False, database: bool = True) -> dict[int | str, dict[str, Any]]:

@@ -94,6 +94,10 @@ VIEWER_ACCOUNT = Prepared.of(select(*_ACCOUNT_COLUMNS).where(users.c.id == bindp
 USER_FOR_LOGIN = Prepared.of(
     select(users.c.id, users.c.password).where(func.lower(users.c.email) == func.lower(bindparam("email")))
 )
+# bcrypt hashes look like `$2b$12$...`: the two digits after the second `$` are the cost.
+MAX_BCRYPT_ROUNDS = Prepared.of(
+    text("SELECT max(CAST(substr(password, 5, 2) AS INTEGER)) AS rounds FROM users WHERE password LIKE '$2_$__$%'")
+)
 SET_PASSWORD_HASH = Prepared.of(
     update(users).where(users.c.id == bindparam("user_id")).values(password=bindparam("new_hash"))
 )

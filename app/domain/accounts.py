@@ -25,22 +25,43 @@ async def register(
     return rows[0]
 
 
-async def authenticate(database: Database, passwords: Passwords, *, email: str, password: str) -> int | None:
-    """The id of the account with this email and password, or None, after the same work either way.
+async def find_login(database: Database, email: str) -> Row | None:
+    """The account (id, password) an email logs in to, compared ignoring case by the database."""
+    users = await database.fetch(statements.USER_FOR_LOGIN, {"email": email})
+    return users[0] if users else None
+
+
+def login_key(account: Row | None, email: str) -> str:
+    """What failed logins are counted under: the account itself, whatever spelling found it.
+
+    Counting under the typed text let `İriswpzp@…` (which PostgreSQL's lower() finds as
+    `iriswpzp@…`, Python's lower() does not) log in past a lock on the other spelling.
+    """
+    return f"account {account['id']}" if account is not None else f"unknown {email.casefold()}"
+
+
+async def check_password(database: Database, passwords: Passwords, account: Row | None, password: str) -> int | None:
+    """The account's id if `password` is its password, else None, after the same work either way.
 
     An unknown email costs one verification against a dummy hash, like a wrong password,
-    so timing does not reveal who has an account. An old bcrypt hash (or an outdated
-    Argon2 cost) is replaced once the password is known to be right.
+    so timing does not reveal who has an account; `Passwords.pad_failure` evens out the
+    rest (a bcrypt hash, a stored value that is no hash). An old bcrypt hash (or an
+    outdated Argon2 cost) is replaced once the password is known to be right.
     """
-    users = await database.fetch(statements.USER_FOR_LOGIN, {"email": email})
-    if not users:
+    if account is None:
         await run_sync(passwords.spend_check_time, password)
         return None
-    user = users[0]
-    valid, new_hash = await run_sync(passwords.verify, password, user["password"])
+    valid, new_hash = await run_sync(passwords.verify, password, account["password"])
     if not valid:
         return None
     if new_hash is not None:
-        await database.fetch(statements.SET_PASSWORD_HASH, {"user_id": user["id"], "new_hash": new_hash})
-    user_id: int = user["id"]
+        await database.fetch(statements.SET_PASSWORD_HASH, {"user_id": account["id"], "new_hash": new_hash})
+    user_id: int = account["id"]
     return user_id
+
+
+async def stored_bcrypt_rounds(database: Database) -> int | None:
+    """The highest bcrypt cost among stored password hashes (accounts adopted from the course app), or None."""
+    rows = await database.fetch(statements.MAX_BCRYPT_ROUNDS)
+    rounds = rows[0]["rounds"] if rows else None
+    return int(rounds) if rounds is not None else None

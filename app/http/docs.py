@@ -6,6 +6,9 @@ come from the pinned `fastapi-offline` package (requirements.txt; it ships Swagg
 dist files and depends on nothing but FastAPI) and this process serves them under
 /docs/static. The app must be built with `docs_url=None`, so that FastAPI's own
 CDN-based page does not shadow this one.
+
+Like every path of the API, /docs, its OAuth2 redirect page and the OpenAPI document answer
+with and without a trailing slash (no redirect: the app has `redirect_slashes=False`).
 """
 
 from importlib.resources import files
@@ -14,6 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
+
+from app.api.routing import slash_twin
 
 DOCS_URL = "/docs"
 ASSETS_URL = f"{DOCS_URL}/static"
@@ -52,5 +58,9 @@ def mount_docs(app: FastAPI) -> None:
     async def oauth2_redirect(_request: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    app.add_route(DOCS_URL, swagger_ui, include_in_schema=False)
-    app.add_route(redirect_url, oauth2_redirect, include_in_schema=False)
+    for path, endpoint in ((DOCS_URL, swagger_ui), (redirect_url, oauth2_redirect)):
+        app.add_route(path, endpoint, include_in_schema=False)
+        app.add_route(slash_twin(path), endpoint, include_in_schema=False)
+    # FastAPI serves the document itself (added when the app was built); its twin serves it too.
+    (document,) = [route for route in app.router.routes if isinstance(route, Route) and route.path == openapi_url]
+    app.add_route(slash_twin(openapi_url), document.endpoint, include_in_schema=False)

@@ -1,5 +1,6 @@
 """Logging in: the OAuth2 password flow (form fields `username` = email, `password`)."""
 
+import time
 from typing import Annotated
 
 from fastapi import Form, Request
@@ -70,18 +71,22 @@ async def login(
     tokens: TokensDep,
 ) -> Token:
     """Exchange email and password for a bearer token."""
-    email = login_email(form.username)
-    address, account = client_address(request), email.lower()
+    started = time.perf_counter()
+    email, address = login_email(form.username), client_address(request)
     if limits is not None:
         # Checked before any hashing: a refused attempt costs the server nothing.
         enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
-        enforce_rate_limit(limits.failed_logins_per_account, account, "failed logins for this account")
-    user_id = await accounts.authenticate(database, passwords, email=email, password=form.password)
+    account = await accounts.find_login(database, email)
+    key = accounts.login_key(account, email)
+    if limits is not None:
+        enforce_rate_limit(limits.failed_logins_per_account, key, "failed logins for this account")
+    user_id = await accounts.check_password(database, passwords, account, form.password)
     if user_id is None:
         if limits is not None:
             limits.failed_logins_per_address.hit(address)
-            limits.failed_logins_per_account.hit(account)
+            limits.failed_logins_per_account.hit(key)
+        await passwords.pad_failure(started)
         raise NotAuthenticated("Invalid credentials")
     if limits is not None:
-        limits.failed_logins_per_account.reset(account)
+        limits.failed_logins_per_account.reset(key)
     return Token(access_token=tokens.issue(user_id))

@@ -2,14 +2,15 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import DatabaseDep
+from app.api.routing import SlashAgnosticRouter
 from app.db import statements
 from app.db.errors import DatabaseUnavailable
 
-router = APIRouter(tags=["health"])
+router = SlashAgnosticRouter(tags=["health"])  # /health and /health/, /ready and /ready/
 
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "Not ready: the database is unreachable or not at the newest revision"}
