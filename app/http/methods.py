@@ -18,7 +18,6 @@ import re
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from starlette._utils import get_route_path  # the path routes match against (root_path removed), as Route does
 from starlette.responses import JSONResponse
 from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +47,13 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_head_only)
 
 
+def route_path(scope: Scope) -> str:
+    """The path routes match against: the request's, without the app's `root_path` (as Starlette's Route does)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
+
+
 class MethodNotAllowed:
     """The endpoint of a path's fallback route: 405, `Allow` naming every method the path serves.
 
@@ -68,7 +74,7 @@ class MethodNotAllowed:
         return ", ".join(sorted(methods))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        allow = self.allowed(get_route_path(scope))
+        allow = self.allowed(route_path(scope))
         response = JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
         await response(scope, receive, send)
 
