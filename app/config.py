@@ -79,9 +79,11 @@ class Settings(BaseSettings):
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     MAX_REQUEST_BODY_BYTES: int = Field(default=256 * 1024, ge=1024)
-    # Requests one worker serves at once before it answers new ones 503 + Retry-After
-    # at once (load shedding; /health is always answered). 0 switches the bound off.
+    # Load shedding (app/http/admission.py): requests one worker serves at once; past it a
+    # request waits in line at most ADMISSION_WAIT_SECONDS, then gets 503 + Retry-After.
+    # /health is always answered. 0 switches the bound off.
     MAX_REQUESTS_IN_FLIGHT: int = Field(default=128, ge=0)
+    ADMISSION_WAIT_SECONDS: float = Field(default=0.5, gt=0)
     ACCESS_LOG_ENABLED: bool = True
 
     # Brute-force protection (per process: see app/domain/ratelimit.py). Off for benchmarks

@@ -21,6 +21,7 @@ from app.db.migrations import head_revision
 from app.domain import accounts
 from app.domain.posts import Feed
 from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
+from app.http.admission import Admission
 from app.http.docs import mount_docs
 from app.http.logs import configure_logging
 from app.http.methods import HeadAsGet, add_method_fallbacks
@@ -100,7 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
         access_log=settings.ACCESS_LOG_ENABLED,
-        max_in_flight=settings.MAX_REQUESTS_IN_FLIGHT or None,
+        admission=Admission(settings.MAX_REQUESTS_IN_FLIGHT, settings.ADMISSION_WAIT_SECONDS)
+        if settings.MAX_REQUESTS_IN_FLIGHT
+        else None,
     )
     install_error_handlers(app)
     for module in (posts, users, auth, votes, health):

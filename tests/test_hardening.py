@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from app.config import Settings
 from app.domain.ratelimit import SlidingWindowLimiter
+from app.http.admission import Admission
 from app.http.logs import BufferedStreamHandler, JsonLogFormatter
 from app.http.middleware import RequestContextMiddleware
 from app.main import create_app
@@ -370,15 +371,17 @@ def test_every_failed_login_takes_as_long_whatever_the_account_holds(
 # --- load shedding ------------------------------------------------------------------
 
 
-def test_past_the_in_flight_bound_requests_get_503_at_once_and_health_still_answers() -> None:
+def test_past_the_bound_a_request_waits_in_line_then_gets_503_and_health_still_answers() -> None:
     release = asyncio.Event()
 
     async def slow_app(scope: Any, receive: Any, send: Any) -> None:
-        await release.wait()
+        if scope["path"] == "/posts/":
+            await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    middleware = RequestContextMiddleware(slow_app, max_body_bytes=1024, access_log=False, max_in_flight=2)
+    admission = Admission(2, wait_seconds=0.3)
+    middleware = RequestContextMiddleware(slow_app, max_body_bytes=1024, access_log=False, admission=admission)
 
     async def call(path: str) -> tuple[int, dict[bytes, bytes]]:
         scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": ("1.2.3.4", 1)}
@@ -397,15 +400,46 @@ def test_past_the_in_flight_bound_requests_get_503_at_once_and_health_still_answ
         held = [asyncio.create_task(call("/posts/")) for _ in range(2)]
         await asyncio.sleep(0.01)
         started = time.perf_counter()
-        status, headers = await call("/posts/")  # the third at once: shed, without waiting
+        status, headers = await call("/posts/")  # the third waits its turn, then gives up
+        waited = time.perf_counter() - started
         assert (status, headers[b"retry-after"]) == (503, b"1")
-        assert time.perf_counter() - started < 0.5
-        health = asyncio.create_task(call("/health"))  # admitted whatever the load
-        await asyncio.sleep(0.01)
-        release.set()
+        assert 0.25 < waited < 1.0, waited
+        assert (await call("/health"))[0] == 200  # admitted whatever the load
+        in_line = asyncio.create_task(call("/other"))  # waits for a slot ...
+        await asyncio.sleep(0.05)
+        release.set()  # ... and gets the one the first finished request frees
         assert [(await task)[0] for task in held] == [200, 200]
-        assert (await health)[0] == 200
-        assert middleware.in_flight == 0
+        assert (await in_line)[0] == 200
+        assert admission.in_flight == 0
         assert (await call("/posts/"))[0] == 200  # room again
+
+    asyncio.run(scenario())
+
+
+def test_admission_is_first_come_first_served_and_never_loses_a_slot() -> None:
+    async def scenario() -> None:
+        admission = Admission(1, wait_seconds=5)
+        assert await admission.enter()
+        order: list[int] = []
+
+        async def wait(n: int) -> None:
+            assert await admission.enter()
+            order.append(n)
+            await asyncio.sleep(0)
+            admission.leave()
+
+        waiters = [asyncio.create_task(wait(n)) for n in range(5)]
+        await asyncio.sleep(0.01)
+        admission.leave()
+        await asyncio.gather(*waiters)
+        assert order == [0, 1, 2, 3, 4]
+        assert admission.in_flight == 0
+
+        # A wait that times out as its slot arrives passes the slot on instead of keeping it.
+        short = Admission(1, wait_seconds=0.05)
+        assert await short.enter()
+        assert not await short.enter()
+        short.leave()
+        assert short.in_flight == 0
 
     asyncio.run(scenario())

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.admission import Admission
 from app.http.logs import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -60,17 +61,12 @@ ALWAYS_ADMITTED = frozenset({"/health", "/health/"})
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True, max_in_flight: int | None = None
+        self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True, admission: Admission | None = None
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
-        # Load shedding: past this many requests being served at once by this worker, a new
-        # one is answered 503 at once instead of queueing for a connection it would get
-        # too late (with 1,000 connections on 2 workers, the feed's p99 was 2.4 s and some
-        # requests waited the whole pool timeout).
-        self.max_in_flight = max_in_flight
-        self.in_flight = 0
+        self.admission = admission  # load shedding (app/http/admission.py); None: no bound
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,16 +108,19 @@ class RequestContextMiddleware:
                         headers.setdefault(name, value)
             await send(message)
 
-        self.in_flight += 1
+        admission = self.admission if path not in ALWAYS_ADMITTED else None
+        admitted = False
         try:
             if _declared_length(scope) > self.max_body_bytes:
                 raise BodyTooLarge
-            if self.max_in_flight is not None and self.in_flight > self.max_in_flight and path not in ALWAYS_ADMITTED:
-                busy = {"detail": "The server is busy; try again shortly"}
-                await JSONResponse(busy, status_code=503, headers={"Retry-After": "1"})(
-                    scope, receive, send_with_headers
-                )
-                return
+            if admission is not None:
+                admitted = await admission.enter()
+                if not admitted:
+                    busy = {"detail": "The server is busy; try again shortly"}
+                    await JSONResponse(busy, status_code=503, headers={"Retry-After": "1"})(
+                        scope, receive, send_with_headers
+                    )
+                    return
             await self.app(scope, receive_within_limit, send_with_headers)
         except BodyTooLarge:
             # Usually FastAPI has already answered (it is an HTTPException); this covers
@@ -131,7 +130,8 @@ class RequestContextMiddleware:
             response = JSONResponse({"detail": "Content Too Large"}, status_code=413)
             await response(scope, receive, send_with_headers)
         finally:
-            self.in_flight -= 1
+            if admitted and admission is not None:
+                admission.leave()
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
                 # A record made directly: Logger.info would also look up the caller's frame
                 # (findCaller) on every request, for a field the format never shows.
