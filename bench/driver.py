@@ -40,6 +40,9 @@ from typing import Any
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCENARIOS = ["list", "search", "get", "create", "vote", "login"]  # the reads first: the writes change the data
+# Searches by the class of query people type (bench/lua/search_classes.lua); asked for by name.
+SEARCH_CLASSES = ["search_common", "search_fragment", "search_phrase", "search_absent", "search_long"]
+SEARCH_CLASSES += ["search_special", "search_paged", "search_mix"]
 EXPECTED_NON_2XX = {"vote": {404, 409}}
 RESULT_LINE = re.compile(r"^AGORA_BENCH_RESULT (\{.*\})$", re.MULTILINE)
 
@@ -278,9 +281,10 @@ def main() -> None:
     args = parser.parse_args()
 
     scenarios = [name for name in args.scenarios.split(",") if name]
-    unknown = set(scenarios) - set(SCENARIOS)
+    unknown = set(scenarios) - set(SCENARIOS) - set(SEARCH_CLASSES)
     if unknown:
-        raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))} (known: {', '.join(SCENARIOS)})")
+        known = ", ".join(SCENARIOS + SEARCH_CLASSES)
+        raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))} (known: {known})")
     if shutil.which(args.wrk) is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     targets = [parse_target(text) for text in args.targets]

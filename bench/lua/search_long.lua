@@ -1,0 +1,7 @@
+-- search_long: GET /posts/?<query of the "long" class> (bench/lua/search_classes.lua).
+local bench = dofile(os.getenv("AGORA_BENCH_LUA") .. "/common.lua")
+local classes = dofile(os.getenv("AGORA_BENCH_LUA") .. "/search_classes.lua")
+
+function request()
+  return wrk.format("GET", "/posts/?" .. classes.long(bench), bench.auth)
+end
