@@ -9,9 +9,19 @@
   the database at the previous revision, on SQLite too (see
   `app.database.create_migration_engine`).
 - On PostgreSQL a session-level advisory lock serialises concurrent
-  `alembic upgrade` runs (several replicas starting at once all succeed).
+  `alembic upgrade` runs (several replicas starting at once all succeed); it is polled,
+  not waited for (see `take_migration_lock`).
+- On PostgreSQL a revision that needs a table lock asks for it in short attempts
+  (`LOCK_ATTEMPT_MS`): traffic queued behind an attempt waits no longer than that.
+  A revision whose attempt failed is rolled back and run again after a pause, until
+  MIGRATION_LOCK_TIMEOUT_MS after its first failed attempt; then the upgrade fails cleanly.
+- Before Alembic reads the version, `app.db.adoption.check_database` refuses a database
+  Agora does not know, and reads a course app database (c47ecbf163d4) as Agora's
+  936002196a31; `alembic downgrade 936002196a31` hands an adopted one back.
 """
 
+import random
+import time
 import warnings
 from logging.config import fileConfig
 from typing import Any
@@ -24,8 +34,9 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import driver_urls, settings_or_exit
 from app.db import models  # noqa: F401  (registers every table on Base.metadata)
+from app.db.adoption import check_database, check_steps, hand_back_to_the_course
 from app.db.base import Base
-from app.db.migrations import create_migration_engine
+from app.db.migrations import LOCK_TIMEOUT_OPTION, create_migration_engine
 from app.db.migrations import include_object as include_object_on
 
 config = context.config
@@ -43,6 +54,9 @@ warnings.filterwarnings("ignore", message="Skipped unsupported reflection of exp
 # Any constant works; this one spells "agora" in ASCII.
 MIGRATION_LOCK_KEY = 0x61676F7261
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
+# The longest one attempt to lock a table waits (and so the longest the application's
+# statements queue behind it); a revision tries again until MIGRATION_LOCK_TIMEOUT_MS.
+LOCK_ATTEMPT_MS = min(200, int(settings.MIGRATION_LOCK_TIMEOUT_MS))
 
 
 def database_url() -> URL:
@@ -69,6 +83,10 @@ def configure(**kwargs: Any) -> None:
     )
 
 
+def lock_failure(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
 def run_migrations_offline() -> None:
     """`alembic upgrade head --sql`: print the SQL instead of running it."""
     url = database_url()
@@ -77,10 +95,11 @@ def run_migrations_offline() -> None:
             "Offline (--sql) mode needs PostgreSQL: batch migrations on SQLite read the live "
             "table. Run e.g. DATABASE_URL=postgresql://user@host/db alembic upgrade head --sql"
         )
-    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    lock_timeout = int(settings.MIGRATION_LOCK_TIMEOUT_MS)
+    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **{LOCK_TIMEOUT_OPTION: lock_timeout})
     # The same guards as an online run: one upgrade at a time, and no revision queueing
     # the application's traffic behind a lock it waits for.
-    context.execute(f"SET lock_timeout = {int(settings.MIGRATION_LOCK_TIMEOUT_MS)}")
+    context.execute(f"SET lock_timeout = {lock_timeout}")
     context.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
     with context.begin_transaction():
         context.run_migrations()
@@ -133,37 +152,110 @@ class SqliteIdCounters:
             self.counters[name] = max(seq, self.counters.get(name, 0))
 
 
+def take_migration_lock(connection: Connection) -> None:
+    """The advisory lock, polled rather than waited for.
+
+    A session waiting in pg_advisory_lock() is a running statement with a snapshot, and
+    CREATE INDEX CONCURRENTLY in the session that holds the lock waits for every such
+    snapshot to end: the two would deadlock. Each try here is instant, outside any transaction.
+    """
+    while True:
+        taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}).scalar()
+        connection.commit()
+        if taken:
+            return
+        time.sleep(0.1)
+
+
 def run_migrations_on(connection: Connection) -> None:
     is_postgresql = connection.dialect.name == "postgresql"
     hooks: dict[str, Any] = {}
+    progress = Progress(connection)
     if is_postgresql:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        # Every revision waits at most this long for a table lock, then fails cleanly,
-        # instead of queueing the application's traffic behind its ALTER/CREATE INDEX.
-        connection.execute(text(f"SET lock_timeout = {int(settings.MIGRATION_LOCK_TIMEOUT_MS)}"))
+        take_migration_lock(connection)
+        # Every attempt to lock a table waits at most this long, then the revision is rolled
+        # back and tried again: the application's statements never queue behind it for longer.
+        connection.execute(text(f"SET lock_timeout = {LOCK_ATTEMPT_MS}"))
         connection.commit()
+        hooks["on_version_apply"] = [progress.step_done, hand_back_to_the_course]
+        hooks[LOCK_TIMEOUT_OPTION] = LOCK_ATTEMPT_MS
     elif connection.dialect.name == "sqlite":
-        hooks["on_version_apply"] = [SqliteIdCounters(connection).restore]
+        hooks["on_version_apply"] = [SqliteIdCounters(connection).restore, progress.step_done]
     try:
         configure(connection=connection, **hooks)
-        with context.begin_transaction():
+        migration_context = context.get_context()
+        steps_fn = migration_context.opts.get("fn")
+        if steps_fn is not None:
+            configure(connection=connection, fn=progress.plan(steps_fn), **hooks)
+            migration_context = context.get_context()
+        known = {script.revision for script in migration_context.opts["script"].walk_revisions()}
+        mutate = not migration_context.opts.get("dont_mutate", False)
+        while True:
             try:
-                context.run_migrations()
+                with context.begin_transaction():
+                    # In the transaction of the first revision that runs (rolled back below
+                    # for commands that only read).
+                    check_database(connection, known, mutate=mutate)
+                    context.run_migrations()
+                return
             except OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                if not (is_postgresql and lock_failure(exc)):
                     raise
-                raise util.CommandError(
-                    f"A revision could not lock its table within {settings.MIGRATION_LOCK_TIMEOUT_MS} ms: "
-                    "long transactions or heavy traffic hold it. That revision was rolled back (`alembic "
-                    "current` shows where the database stands); run the upgrade again later, or raise "
-                    "MIGRATION_LOCK_TIMEOUT_MS."
-                ) from exc
+                if connection.in_transaction():
+                    connection.rollback()
+                if progress.lock_failed() * 1000 + LOCK_ATTEMPT_MS >= settings.MIGRATION_LOCK_TIMEOUT_MS:
+                    raise util.CommandError(
+                        f"A revision could not lock its table within {settings.MIGRATION_LOCK_TIMEOUT_MS} ms "
+                        f"(tried in attempts of {LOCK_ATTEMPT_MS} ms): long transactions or heavy traffic hold "
+                        "it. That revision was rolled back (`alembic current` shows where the database stands); "
+                        "run the upgrade again later, or raise MIGRATION_LOCK_TIMEOUT_MS."
+                    ) from exc
+                # Let the statements that queued behind the attempt through, then try again.
+                time.sleep(random.uniform(0.05, 0.25))
     finally:
+        # What is left is reads (or, for a command that only reads, a course database's
+        # alembic_version read as Agora's): never kept.
+        if connection.in_transaction():
+            connection.rollback()
         if is_postgresql:
-            if connection.in_transaction():
-                connection.rollback()
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
+
+
+class Progress:
+    """The steps of this run, planned once, and how far they got.
+
+    A run that is tried again after a lock attempt failed continues with the steps that
+    remain: a relative target (`downgrade -1`) is not counted again from where the first
+    attempt stopped. A step gives up MIGRATION_LOCK_TIMEOUT_MS after its first failed attempt.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.planned: list[Any] | None = None
+        self.done = 0
+        self.first_failure: float | None = None
+
+    def plan(self, steps_fn: Any) -> Any:
+        def steps(heads: Any, migration_context: Any) -> list[Any]:
+            if self.planned is None:
+                planned = list(steps_fn(heads, migration_context))
+                check_steps(planned, self.connection)
+                self.planned = planned
+            return self.planned[self.done :]
+
+        return steps
+
+    def step_done(self, **_: Any) -> None:
+        self.done += 1
+        self.first_failure = None
+
+    def lock_failed(self) -> float:
+        """Record a failed lock attempt; seconds since the current step's first one."""
+        now = time.monotonic()
+        if self.first_failure is None:
+            self.first_failure = now
+        return now - self.first_failure
 
 
 def run_migrations_online() -> None:

@@ -17,12 +17,21 @@ with `SELECT * FROM posts WHERE owner_id = (SELECT id FROM users WHERE email =
 
 Downgrade drops the column and the foreign key, then removes the placeholder
 account (nothing else refers to it any more).
+
+Without blocking traffic (2026-12-04), on PostgreSQL: the backfill runs in batches of
+10,000 posts, each committed on its own; the foreign key and a CHECK (owner_id IS NOT
+NULL) are added NOT VALID (an instant's lock) and validated in their own transaction
+(a scan that lets reads and writes through); SET NOT NULL then uses the validated
+check instead of scanning under an exclusive lock, and the check goes. Each part can
+run again after an interruption. The schema it leaves is unchanged; SQLite is as before.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
+
+from app.db.migrations import constraint_exists, validate_constraints
 
 revision: str = "3773dca6c5dc"
 down_revision: str | None = "94c629164130"
@@ -35,7 +44,14 @@ PLACEHOLDER_EMAIL = "ownerless-posts@agora.invalid"
 UNUSABLE_PASSWORD = "!"
 
 
+BACKFILL_BATCH = 10_000
+NOT_NULL_CHECK = "ck_posts_owner_id_not_null"
+
+
 def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        upgrade_postgresql()
+        return
     with op.batch_alter_table("posts") as batch_op:
         batch_op.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
     op.execute(
@@ -59,6 +75,41 @@ def upgrade() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+
+
+def upgrade_postgresql() -> None:
+    op.execute("ALTER TABLE posts ADD COLUMN IF NOT EXISTS owner_id INTEGER")
+    op.execute(
+        sa.text(
+            "INSERT INTO users (email, password) SELECT :email, :password "
+            "WHERE EXISTS (SELECT 1 FROM posts WHERE owner_id IS NULL) "
+            "AND NOT EXISTS (SELECT 1 FROM users WHERE email = :email)"
+        ).bindparams(email=PLACEHOLDER_EMAIL, password=UNUSABLE_PASSWORD)
+    )
+    backfill = sa.text(
+        "UPDATE posts SET owner_id = (SELECT id FROM users WHERE email = :email) "
+        "WHERE id IN (SELECT id FROM posts WHERE owner_id IS NULL LIMIT :batch)"
+    ).bindparams(email=PLACEHOLDER_EMAIL, batch=BACKFILL_BATCH)
+    with op.get_context().autocommit_block():  # each batch commits on its own
+        if context.is_offline_mode():
+            op.execute(
+                sa.text(
+                    "UPDATE posts SET owner_id = (SELECT id FROM users WHERE email = :email) WHERE owner_id IS NULL"
+                ).bindparams(email=PLACEHOLDER_EMAIL)
+            )
+        else:
+            while op.get_bind().execute(backfill).rowcount:
+                pass
+    if not constraint_exists("posts", NOT_NULL_CHECK):
+        op.execute(f"ALTER TABLE posts ADD CONSTRAINT {NOT_NULL_CHECK} CHECK (owner_id IS NOT NULL) NOT VALID")
+    if not constraint_exists("posts", "fk_posts_owner_id_users"):
+        op.execute(
+            "ALTER TABLE posts ADD CONSTRAINT fk_posts_owner_id_users FOREIGN KEY(owner_id) "
+            "REFERENCES users (id) ON DELETE CASCADE NOT VALID"
+        )
+    validate_constraints("posts", NOT_NULL_CHECK, "fk_posts_owner_id_users")
+    op.execute("ALTER TABLE posts ALTER COLUMN owner_id SET NOT NULL")  # proven by the check: no scan
+    op.execute(f"ALTER TABLE posts DROP CONSTRAINT {NOT_NULL_CHECK}")
 
 
 def downgrade() -> None:

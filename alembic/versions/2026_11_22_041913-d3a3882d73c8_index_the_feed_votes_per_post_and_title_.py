@@ -15,11 +15,20 @@ What it does: indexes what the API reads at scale; no rows change.
   case-insensitive substring search (ILIKE '%word%') does not scan every post.
 Downgrade drops the indexes; it leaves the pg_trgm extension installed, since other
 objects in the database may use it.
+
+Since 2026-12-04: the three btree indexes belong to 208054a49a86, which comes before the
+revisions that need a table's exclusive lock (see its docstring). This revision builds
+them only where they are missing (a database that was between 936002196a31 and here
+when 208054a49a86 was added), and its downgrade drops the trigram index alone. On
+PostgreSQL every build is CONCURRENTLY, outside the revision's transaction, so the API
+keeps reading and writing; an index an interrupted build left INVALID is built again.
 """
 
 from collections.abc import Sequence
 
 from alembic import op
+
+from app.db.migrations import ConcurrentIndex, build_indexes_concurrently, drop_indexes_concurrently
 
 revision: str = "d3a3882d73c8"
 down_revision: str | None = "38ab528790a7"
@@ -27,28 +36,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# In the order that makes the feed fast soonest: counting a post's votes, then its order.
+INDEXES = (
+    ConcurrentIndex("ix_votes_post_id", "votes", "post_id"),
+    ConcurrentIndex("ix_posts_created_at_id", "posts", "created_at, id"),
+    ConcurrentIndex("ix_posts_owner_id", "posts", "owner_id"),
+    ConcurrentIndex("ix_posts_title_trgm", "posts", "title gin_trgm_ops", using="gin"),
+)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("posts") as batch_op:
-        batch_op.create_index("ix_posts_created_at_id", ["created_at", "id"], unique=False)
-        batch_op.create_index("ix_posts_owner_id", ["owner_id"], unique=False)
-    with op.batch_alter_table("votes") as batch_op:
-        batch_op.create_index("ix_votes_post_id", ["post_id"], unique=False)
     if op.get_context().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        op.create_index(
-            "ix_posts_title_trgm",
-            "posts",
-            ["title"],
-            postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops"},
-        )
+        build_indexes_concurrently(*INDEXES)
+        return
+    op.execute("CREATE INDEX IF NOT EXISTS ix_votes_post_id ON votes (post_id)")
+    op.execute("CREATE INDEX IF NOT EXISTS ix_posts_created_at_id ON posts (created_at, id)")
+    op.execute("CREATE INDEX IF NOT EXISTS ix_posts_owner_id ON posts (owner_id)")
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.drop_index("ix_posts_title_trgm", table_name="posts")
-    with op.batch_alter_table("votes") as batch_op:
-        batch_op.drop_index("ix_votes_post_id")
-    with op.batch_alter_table("posts") as batch_op:
-        batch_op.drop_index("ix_posts_owner_id")
-        batch_op.drop_index("ix_posts_created_at_id")
+        drop_indexes_concurrently("ix_posts_title_trgm")
+    # The btree indexes stay: 208054a49a86 drops them.
