@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     MAX_REQUESTS_IN_FLIGHT: int = Field(default=128, ge=0)
     ADMISSION_WAIT_SECONDS: float = Field(default=0.5, gt=0)
     ACCESS_LOG_ENABLED: bool = True
+    # Whether every logged-in user sees every author's email address (in each post's
+    # `owner` and at GET /users/{id}), as the course contract does. false: only your own;
+    # others' are null (README, "Email addresses"). Production deployments should say false.
+    PUBLIC_EMAILS: bool = True
 
     # Brute-force protection (per process: see app/domain/ratelimit.py). Off for benchmarks
     # and black-box runs that log in many users from one address.

@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
+            expose_headers=["Link"],  # the feed's next page (a browser hides other headers from scripts)
         )
     app.add_middleware(
         RequestContextMiddleware,

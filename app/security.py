@@ -9,6 +9,7 @@ import functools
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,35 +138,75 @@ def _time_failed_verification(hasher: PasswordHash, password_hash: str) -> float
     return time.perf_counter() - started
 
 
-def create_access_token(user_id: int, *, secret_key: str, expires_in: timedelta, now: datetime | None = None) -> str:
+# What `jti` looks like as we issue it: 16 random bytes in URL-safe base64, no padding.
+TOKEN_ID_BYTES = 16
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# A generation is compared with an INTEGER column (users.token_generation).
+GENERATION_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a valid token says: whose it is, the account's token generation when it was
+    issued, its own id (for logging it out alone), and when it expires (Unix time)."""
+
+    user_id: int
+    generation: int
+    jti: str
+    expires_at: int
+
+
+def create_access_token(
+    user_id: int,
+    *,
+    generation: int,
+    secret_key: str,
+    expires_in: timedelta,
+    now: datetime | None = None,
+    jti: str | None = None,
+) -> str:
     issued_at = now or datetime.now(UTC)
-    claims = {"sub": str(user_id), "iat": issued_at, "exp": issued_at + expires_in}
+    claims = {
+        "sub": str(user_id),
+        "iat": issued_at,
+        "exp": issued_at + expires_in,
+        "gen": generation,
+        "jti": jti if jti is not None else secrets.token_urlsafe(TOKEN_ID_BYTES),
+    }
     return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret_key: str, lifetime: timedelta) -> tuple[int, int] | None:
-    """(user id, expiry as a Unix time) of a valid token, or None for anything else.
+def decode_access_token(token: str, *, secret_key: str, lifetime: timedelta) -> VerifiedToken | None:
+    """What a valid token says, or None for anything else.
 
-    The algorithm is pinned (no `alg: none`, no key confusion); `sub`, `iat` and `exp` are
-    required with exactly the types we issue (a string user id in plain digits, integer
-    times), `iat` may not lie in the future, and `exp` may lie no further from `iat` than
-    the configured lifetime plus CLOCK_LEEWAY_SECONDS: a token signed with the right key
-    but claims we never write (`exp` as a string or 10**30, `sub` "0001") is refused.
+    The algorithm is pinned (no `alg: none`, no key confusion); `sub`, `iat`, `exp`, `gen`
+    and `jti` are required with exactly the types we issue (a string user id in plain
+    digits, integer times, an integer generation from 0 to 2**31-1, a 22-character
+    URL-safe id), `iat` may not lie in the future, and `exp` may lie no further from `iat`
+    than the configured lifetime plus CLOCK_LEEWAY_SECONDS: a token signed with the right
+    key but claims we never write (`exp` as a string or 10**30, `sub` "0001", `gen` -1) is
+    refused. So are tokens issued before generations existed (no `gen`): their users log
+    in again once.
     """
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, secret_key, algorithms=[TOKEN_ALGORITHM], options={"require": ["sub", "iat", "exp"]}
+            token, secret_key, algorithms=[TOKEN_ALGORITHM], options={"require": ["sub", "iat", "exp", "gen", "jti"]}
         )
     except jwt.InvalidTokenError:
         return None
     subject, issued_at, expires_at = claims["sub"], claims["iat"], claims["exp"]
+    generation, token_id = claims["gen"], claims["jti"]
     if not (isinstance(subject, str) and _USER_ID.fullmatch(subject) and int(subject) <= USER_ID_MAX):
         return None
     if type(issued_at) is not int or type(expires_at) is not int:
         return None
     if expires_at - issued_at > lifetime.total_seconds() + CLOCK_LEEWAY_SECONDS:
         return None
-    return int(subject), expires_at
+    if type(generation) is not int or not 0 <= generation <= GENERATION_MAX:
+        return None
+    if not (isinstance(token_id, str) and _TOKEN_ID.fullmatch(token_id)):
+        return None
+    return VerifiedToken(int(subject), generation, token_id, expires_at)
 
 
 class Tokens:
@@ -175,23 +216,31 @@ class Tokens:
     JSON, HMAC, claims) was about 6 % of the time of a GET. Only valid tokens are
     remembered, so filling the memo takes logins, not forged tokens; past `memo_size`
     the oldest entries make room.
+
+    Whether a token has been revoked (a password change, a logout) is not known here: it
+    is in the database, and every statement a protected endpoint runs checks it in the
+    same round trip (app/domain/viewer.py). So a remembered token is refused the moment
+    it is revoked, on every worker and host, and nothing here needs invalidating.
     """
 
     def __init__(self, *, secret_key: str, lifetime: timedelta, memo_size: int = 10_000) -> None:
         self._secret_key = secret_key
         self.lifetime = lifetime
         self._memo_size = memo_size
-        self._verified: dict[str, tuple[int, int]] = {}
+        self._verified: dict[str, VerifiedToken] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Tokens":
         return cls(secret_key=settings.SECRET_KEY, lifetime=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES))
 
-    def issue(self, user_id: int, now: datetime | None = None) -> str:
-        return create_access_token(user_id, secret_key=self._secret_key, expires_in=self.lifetime, now=now)
+    def issue(self, user_id: int, generation: int, now: datetime | None = None) -> str:
+        """A new token for the account at its current token generation (a fresh random `jti` each time)."""
+        return create_access_token(
+            user_id, generation=generation, secret_key=self._secret_key, expires_in=self.lifetime, now=now
+        )
 
-    def user_id(self, token: str) -> int | None:
-        """The user id a valid token names, or None (bad signature, expired, malformed)."""
+    def verify(self, token: str) -> VerifiedToken | None:
+        """What a valid token says, or None (bad signature, expired, malformed)."""
         verified = self._verified.get(token)
         if verified is None:
             verified = decode_access_token(token, secret_key=self._secret_key, lifetime=self.lifetime)
@@ -200,6 +249,10 @@ class Tokens:
             if len(self._verified) >= self._memo_size:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = verified
-        user_id, expires_at = verified
         # What PyJWT would check again: the signature and `iat` cannot change, the clock can.
-        return user_id if time.time() < expires_at else None
+        return verified if time.time() < verified.expires_at else None
+
+    def user_id(self, token: str) -> int | None:
+        """The user id a valid token names, or None."""
+        verified = self.verify(token)
+        return verified.user_id if verified is not None else None

@@ -12,35 +12,48 @@ from app.config import driver_urls
 from app.db import statements as queries
 from app.db.backends import Prepared
 
+# Who reads: seeded user 1 with a token of its first generation, never logged out.
+VIEWER: dict[str, object] = {"viewer_id": 1, "viewer_generation": 0, "viewer_jti": "AAAAAAAAAAAAAAAAAAAAAA"}
+
 CASES: list[tuple[str, Prepared, dict[str, object]]] = [
-    ("list, first page", queries.LIST_POSTS[False, False], {"viewer_id": 1, "limit": 10, "skip": 0}),
-    ("list, skip=990", queries.LIST_POSTS[False, False], {"viewer_id": 1, "limit": 10, "skip": 990}),
+    ("list, first page", queries.LIST_POSTS[False, False], {**VIEWER, "limit": 10, "skip": 0}),
+    ("list, skip=990", queries.LIST_POSTS[False, False], {**VIEWER, "limit": 10, "skip": 990}),
     (
         "list, keyset page ~100,000 deep",
         queries.LIST_POSTS[False, True],
-        {"viewer_id": 1, "limit": 10, "skip": 0, "before_id": 1},
+        {**VIEWER, "limit": 10, "skip": 0, "before_id": 1},
     ),
     (
         "search 'python' among the newest posts first (common word: the page is found there)",
         queries.RECENT_SEARCH[False],
-        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%python%"},
+        {**VIEWER, "limit": 10, "skip": 0, "pattern": "%python%"},
     ),
     (
         "search 'zzq' among the newest posts first (no match: the endpoint then asks the whole table)",
         queries.RECENT_SEARCH[False],
-        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%zzq%"},
+        {**VIEWER, "limit": 10, "skip": 0, "pattern": "%zzq%"},
     ),
     (
         "search 'python' in the whole table (common word)",
         queries.LIST_POSTS[True, False],
-        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%python%"},
+        {**VIEWER, "limit": 10, "skip": 0, "pattern": "%python%"},
     ),
     (
         "search 'zzq' in the whole table (no match)",
         queries.LIST_POSTS[True, False],
-        {"viewer_id": 1, "limit": 10, "skip": 0, "pattern": "%zzq%"},
+        {**VIEWER, "limit": 10, "skip": 0, "pattern": "%zzq%"},
     ),
-    ("get one", queries.POST_DETAIL, {"viewer_id": 1, "post_id": 500_000}),
+    ("get one", queries.POST_DETAIL, {**VIEWER, "post_id": 500_000}),
+    (
+        "one author's posts, first page",
+        queries.OWNER_POSTS[False, False],
+        {**VIEWER, "limit": 10, "skip": 0, "owner_id": 2},
+    ),
+    (
+        "one author's posts, keyset page",
+        queries.OWNER_POSTS[False, True],
+        {**VIEWER, "limit": 10, "skip": 0, "owner_id": 2, "before_id": 1},
+    ),
 ]
 
 

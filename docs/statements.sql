@@ -13,24 +13,43 @@ FROM users
 WHERE users.id = :user_id;
 
 -- VIEWER_ACCOUNT (proves the viewer's account)
--- parameters: viewer_id
+-- parameters: viewer_id, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT users.id, users.email, users.created_at, users.phone_number
 FROM users
-WHERE users.id = $1::INTEGER;
+WHERE users.id = $1::INTEGER AND users.token_generation = $2::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $3::VARCHAR));
 -- SQLite:
 SELECT users.id, users.email, users.created_at, users.phone_number
 FROM users
-WHERE users.id = :viewer_id;
+WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti));
+
+-- VIEWER_PASSWORD (proves the viewer's account)
+-- parameters: viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT users.id, users.password
+FROM users
+WHERE users.id = $1::INTEGER AND users.token_generation = $2::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $3::VARCHAR));
+-- SQLite:
+SELECT users.id, users.password
+FROM users
+WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti));
 
 -- USER_FOR_LOGIN
 -- parameters: email
 -- PostgreSQL:
-SELECT users.id, users.password
+SELECT users.id, users.password, users.token_generation
 FROM users
 WHERE lower(users.email) = lower($1);
 -- SQLite:
-SELECT users.id, users.password
+SELECT users.id, users.password, users.token_generation
 FROM users
 WHERE lower(users.email) = lower(:email);
 
@@ -48,6 +67,50 @@ UPDATE users SET password=$1::VARCHAR WHERE users.id = $2::INTEGER;
 -- SQLite:
 UPDATE users SET password=:new_hash WHERE users.id = :user_id;
 
+-- UPDATE_PHONE_NUMBER (proves the viewer's account)
+-- parameters: phone_number, viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+UPDATE users SET phone_number=$1::VARCHAR WHERE users.id = $2::INTEGER AND users.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR)) RETURNING users.id, users.email, users.created_at, users.phone_number;
+-- SQLite:
+UPDATE users SET phone_number=:phone_number WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)) RETURNING id, email, created_at, phone_number;
+
+-- CHANGE_PASSWORD (proves the viewer's account)
+-- parameters: new_hash, viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+UPDATE users SET password=$1::VARCHAR, token_generation=(users.token_generation + 1) WHERE users.id = $2::INTEGER AND users.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR)) RETURNING users.id;
+-- SQLite:
+UPDATE users SET password=:new_hash, token_generation=(users.token_generation + 1) WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)) RETURNING id;
+
+-- LOG_OUT_EVERYWHERE (proves the viewer's account)
+-- parameters: viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+UPDATE users SET token_generation=(users.token_generation + 1) WHERE users.id = $1::INTEGER AND users.token_generation = $2::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $3::VARCHAR)) RETURNING users.id;
+-- SQLite:
+UPDATE users SET token_generation=(users.token_generation + 1) WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)) RETURNING id;
+
+-- DELETE_ACCOUNT (proves the viewer's account)
+-- parameters: viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+DELETE FROM users WHERE users.id = $1::INTEGER AND users.token_generation = $2::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $3::VARCHAR)) RETURNING users.id;
+-- SQLite:
+DELETE FROM users WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)) RETURNING id;
+
 -- INSERT_USER
 -- parameters: email, password, phone_number
 -- PostgreSQL:
@@ -56,36 +119,46 @@ INSERT INTO users (email, password, phone_number) VALUES ($1::VARCHAR, $2::VARCH
 INSERT INTO users (email, password, phone_number) VALUES (:email, :password, :phone_number) ON CONFLICT DO NOTHING RETURNING id, email, created_at, phone_number;
 
 -- LIST_POSTS[False, False] (proves the viewer's account)
--- parameters: viewer_id, limit, skip
+-- parameters: viewer_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE posts.published OR posts.owner_id = $1::INTEGER ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $2 OFFSET $3) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $4::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $5::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE posts.published = 1 OR posts.owner_id = :viewer_id ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- LIST_POSTS[False, True] (proves the viewer's account)
--- parameters: viewer_id, before_id, limit, skip
+-- parameters: viewer_id, before_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
@@ -94,11 +167,15 @@ WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INT
  LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $6::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
@@ -107,39 +184,51 @@ WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :vie
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- LIST_POSTS[True, False] (proves the viewer's account)
--- parameters: viewer_id, pattern, limit, skip
+-- parameters: viewer_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $6::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- LIST_POSTS[True, True] (proves the viewer's account)
--- parameters: viewer_id, pattern, before_id, limit, skip
+-- parameters: viewer_id, pattern, before_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
@@ -148,11 +237,15 @@ WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INT
  LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
@@ -161,14 +254,18 @@ WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :vie
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- RECENT_SEARCH[False] (proves the viewer's account)
--- parameters: viewer_id, pattern, limit, skip
+-- parameters: viewer_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
@@ -177,11 +274,15 @@ WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title ILIKE
  LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $6::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
@@ -190,30 +291,38 @@ WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- RECENT_SEARCH[True] (proves the viewer's account)
--- parameters: before_id, viewer_id, pattern, limit, skip
+-- parameters: viewer_id, before_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
-WHERE cursor.id = $1::INTEGER AND (cursor.published OR cursor.owner_id = $2::INTEGER)), $1) ORDER BY posts.created_at DESC, posts.id DESC
+WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500) AS recent
-WHERE (recent.published OR recent.owner_id = $2::INTEGER) AND recent.title ILIKE $3 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
+WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title ILIKE $3 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
  LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $2::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
@@ -225,30 +334,180 @@ WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- POST_DETAIL (proves the viewer's account)
--- parameters: post_id, viewer_id
+-- OWNER_POSTS[False, False] (proves the viewer's account)
+-- parameters: viewer_id, owner_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE posts.id = $1::INTEGER AND (posts.published OR posts.owner_id = $2::INTEGER)) AS page JOIN users ON users.id = page.owner_id
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $2::INTEGER) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $6::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
-WHERE votes.post_id = page.id) AS votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- OWNER_POSTS[False, True] (proves the viewer's account)
+-- parameters: viewer_id, owner_id, before_id, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- OWNER_POSTS[True, False] (proves the viewer's account)
+-- parameters: viewer_id, owner_id, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title ILIKE $3 ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- OWNER_POSTS[True, True] (proves the viewer's account)
+-- parameters: viewer_id, owner_id, pattern, before_id, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title ILIKE $3 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $4::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $4) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- POST_DETAIL (proves the viewer's account)
+-- parameters: viewer_id, post_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.id = $2::INTEGER AND (posts.published OR posts.owner_id = $1::INTEGER)) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id)) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id) ORDER BY page.created_at DESC, page.id DESC;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- POST_OWNERSHIP
 -- parameters: post_id
@@ -262,11 +521,13 @@ FROM posts
 WHERE posts.id = :post_id;
 
 -- CREATE_POST (proves the viewer's account)
--- parameters: viewer_id, title, content, published
+-- parameters: viewer_id, title, content, published, viewer_generation, viewer_jti
 -- PostgreSQL:
 INSERT INTO posts (title, content, published, owner_id) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::BOOLEAN AS anon_3, users.id
 FROM users
-WHERE users.id = $1::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
+WHERE users.id = $1::INTEGER AND users.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $6::VARCHAR)) RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
 FROM users AS owner
 WHERE owner.id = $1::INTEGER) AS owner_email, (SELECT owner.created_at
 FROM users AS owner
@@ -274,7 +535,9 @@ WHERE owner.id = $1::INTEGER) AS owner_created_at;
 -- SQLite:
 INSERT INTO posts (title, content, published, owner_id) SELECT :title AS anon_1, :content AS anon_2, :published AS anon_3, users.id
 FROM users
-WHERE users.id = :viewer_id RETURNING id, title, content, published, created_at, owner_id, (SELECT owner.email
+WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)) RETURNING id, title, content, published, created_at, owner_id, (SELECT owner.email
 FROM users AS owner
 WHERE id = :viewer_id) AS owner_email, (SELECT owner.created_at
 FROM users AS owner
@@ -295,34 +558,72 @@ DELETE FROM posts WHERE posts.id = $1::INTEGER RETURNING posts.id;
 DELETE FROM posts WHERE posts.id = :post_id RETURNING id;
 
 -- ADD_VOTE (proves the viewer's account)
--- parameters: viewer_id, post_id
+-- parameters: viewer_id, post_id, viewer_generation, viewer_jti
 -- PostgreSQL:
 INSERT INTO votes (user_id, post_id) SELECT $1::INTEGER AS anon_1, posts.id
 FROM posts
 WHERE posts.id = $2::INTEGER AND (posts.published OR posts.owner_id = $1::INTEGER) AND (EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER)) ON CONFLICT DO NOTHING RETURNING votes.post_id;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR)))) ON CONFLICT DO NOTHING RETURNING votes.post_id;
 -- SQLite:
 INSERT INTO votes (user_id, post_id) SELECT :viewer_id AS anon_1, posts.id
 FROM posts
 WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id)) ON CONFLICT DO NOTHING RETURNING post_id;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)))) ON CONFLICT DO NOTHING RETURNING post_id;
 
 -- REMOVE_VOTE (proves the viewer's account)
--- parameters: viewer_id, post_id
+-- parameters: viewer_id, post_id, viewer_generation, viewer_jti
 -- PostgreSQL:
 DELETE FROM votes WHERE votes.user_id = $1::INTEGER AND votes.post_id = $2::INTEGER AND (EXISTS (SELECT $1::INTEGER AS anon_1, posts.id
 FROM posts
 WHERE posts.id = $2::INTEGER AND (posts.published OR posts.owner_id = $1::INTEGER) AND (EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER)))) RETURNING votes.post_id;
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR)))))) RETURNING votes.post_id;
 -- SQLite:
 DELETE FROM votes WHERE votes.user_id = :viewer_id AND votes.post_id = :post_id AND (EXISTS (SELECT :viewer_id AS anon_1, posts.id
 FROM posts
 WHERE posts.id = :post_id AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = :viewer_id)))) RETURNING post_id;
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti)))))) RETURNING post_id;
+
+-- REVOKE_TOKEN (proves the viewer's account)
+-- parameters: viewer_jti, expires_at, viewer_id, viewer_generation
+-- PostgreSQL:
+INSERT INTO revoked_tokens (jti, expires_at) SELECT $1::VARCHAR AS anon_1, $2::BIGINT AS anon_2
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $3::INTEGER AND viewer.token_generation = $4::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $1::VARCHAR))) RETURNING revoked_tokens.jti;
+-- SQLite:
+INSERT INTO revoked_tokens (jti, expires_at) SELECT :viewer_jti AS anon_1, :expires_at AS anon_2
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) RETURNING jti;
+
+-- PURGE_REVOKED_TOKENS
+-- parameters: now
+-- PostgreSQL:
+DELETE FROM revoked_tokens WHERE revoked_tokens.jti IN (SELECT revoked_tokens.jti
+FROM revoked_tokens
+WHERE revoked_tokens.expires_at < $1::BIGINT ORDER BY revoked_tokens.expires_at
+ LIMIT 100);
+-- SQLite:
+DELETE FROM revoked_tokens WHERE revoked_tokens.jti IN (SELECT revoked_tokens.jti
+FROM revoked_tokens
+WHERE revoked_tokens.expires_at < :now ORDER BY revoked_tokens.expires_at
+ LIMIT 100 OFFSET :param_1);
 
 -- ALEMBIC_TABLE_EXISTS[postgresql]
 -- parameters: none

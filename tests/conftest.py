@@ -59,7 +59,7 @@ IS_POSTGRESQL = make_url(TEST_DATABASE_URL).get_backend_name() == "postgresql"
 needs_postgresql = pytest.mark.skipif(not IS_POSTGRESQL, reason="needs TEST_DATABASE_URL=postgresql://...")
 
 # Children first, so deleting never trips a foreign key.
-TABLES = ("votes", "posts", "users")
+TABLES = ("votes", "posts", "users", "revoked_tokens")
 
 
 def _admin_url() -> URL:

@@ -63,8 +63,15 @@ def forge(claims: dict[str, Any], *, key: str | None = None, header: dict[str, A
 
 
 def claims_for(user_id: int | str, **changes: Any) -> dict[str, Any]:
+    """The claims the API issues (a new account is at token generation 0); a change of None leaves one out."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": str(user_id), "iat": now, "exp": now + 600}
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + 600,
+        "gen": 0,
+        "jti": secrets.token_urlsafe(16),
+    }
     claims.update(changes)
     return {key: value for key, value in claims.items() if value is not None}
 
@@ -96,9 +103,20 @@ def test_the_token_carries_the_contract_claims(client: TestClient, make_account:
 
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     claims = jwt.decode(token, SETTINGS.SECRET_KEY, algorithms=["HS256"])
+    assert set(claims) == {"sub", "iat", "exp", "gen", "jti"}
     assert claims["sub"] == str(account.id)
     assert before - 5 <= claims["iat"] <= time.time() + 5
     assert claims["exp"] - claims["iat"] == SETTINGS.ACCESS_TOKEN_EXPIRE_MINUTES * 60
+    assert claims["gen"] == 0  # a new account's first generation
+    assert isinstance(claims["jti"], str) and len(claims["jti"]) == 22
+
+
+def test_every_login_gets_a_token_of_its_own(client: TestClient, make_account: Callable[..., Account]) -> None:
+    """Two logins in the same second still get different tokens (ids), so one can be logged out alone."""
+    account = make_account()
+    tokens = {login(client, account.email).json()["access_token"] for _ in range(3)}
+    jtis = {jwt.decode(token, SETTINGS.SECRET_KEY, algorithms=["HS256"])["jti"] for token in tokens}
+    assert len(tokens) == len(jtis) == 3
 
 
 def test_tokens_last_30_minutes_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,7 +339,7 @@ def test_a_correctly_forged_token_is_accepted(client: TestClient, make_account: 
 def test_a_token_without_a_required_claim_is_401(client: TestClient, make_account: Callable[..., Account]) -> None:
     account = make_account()
     responses = {}
-    for missing in ("sub", "iat", "exp"):
+    for missing in ("sub", "iat", "exp", "gen", "jti"):
         claims = claims_for(account.id)
         del claims[missing]
         responses[missing] = me(client, forge(claims))
@@ -380,6 +398,16 @@ def test_tokens_with_claims_we_never_issue_are_401(client: TestClient, make_acco
         "sub as a number": {**claims_for(account.id), "sub": account.id},
         "sub of 20 digits": claims_for("1" * 20),
         "iat in the future": claims_for(account.id, iat=now + 3600, exp=now + 3600 + 600),
+        "gen as a string": claims_for(account.id, gen="0"),
+        "gen as a float": claims_for(account.id, gen=0.0),
+        "gen as a boolean": claims_for(account.id, gen=False),
+        "gen below 0": claims_for(account.id, gen=-1),
+        "gen beyond INTEGER": claims_for(account.id, gen=2**31),
+        "gen of another generation": claims_for(account.id, gen=1),
+        "jti as a number": claims_for(account.id, jti=12345),
+        "jti too short": claims_for(account.id, jti="abc"),
+        "jti too long": claims_for(account.id, jti="A" * 23),
+        "jti with other characters": claims_for(account.id, jti="A" * 21 + "="),
     }
     assert not_unauthorized({label: me(client, forge(claims)) for label, claims in odd.items()}) == {}
     assert me(client, forge(claims_for(account.id, exp=now + lifetime))).status_code == 200  # a lifetime we issue

@@ -106,8 +106,14 @@ def run(client: TestClient, coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 # A plain INSERT, without the ON CONFLICT and the existence checks of the app's own statements.
+# A vote with no check at all, marked proves_viewer so a Viewer runs it (it binds the token's
+# parameters, as such statements must, without looking at them).
 RAW_VOTE = Prepared.of(
-    text("INSERT INTO votes (user_id, post_id) VALUES (:viewer_id, :post_id) RETURNING post_id"), proves_viewer=True
+    text(
+        "INSERT INTO votes (user_id, post_id) SELECT CAST(:viewer_id AS INTEGER), CAST(:post_id AS INTEGER) "
+        "WHERE CAST(:viewer_generation AS INTEGER) >= 0 AND CAST(:viewer_jti AS VARCHAR) <> '' RETURNING post_id"
+    ),
+    proves_viewer=True,
 )
 
 
@@ -117,7 +123,7 @@ def test_a_constraint_violation_is_a_conflict_on_this_database(
     account = make_account()
     post_id = client.post("/posts/", json={"title": "t", "content": "c"}, headers=account.headers).json()["id"]
     database = client.app.state.database  # type: ignore[attr-defined]
-    params = {"viewer_id": account.id, "post_id": post_id}
+    params = {"viewer_id": account.id, "post_id": post_id, "viewer_generation": 0, "viewer_jti": "any"}
     assert run(client, database.fetch(RAW_VOTE, params))
     with pytest.raises(DatabaseConflict):
         run(client, database.fetch(RAW_VOTE, params))  # the same vote again: the primary key refuses it
@@ -125,7 +131,8 @@ def test_a_constraint_violation_is_a_conflict_on_this_database(
 
 def test_a_conflict_from_an_account_deleted_meanwhile_is_401(client: TestClient) -> None:
     """A foreign key to the viewer's account fails once the account is gone: that is a 401, never a 503."""
-    viewer = Viewer(10**6, client.app.state.database)  # type: ignore[attr-defined]
+    database = client.app.state.database  # type: ignore[attr-defined]
+    viewer = Viewer(10**6, database, generation=0, jti="A" * 22, expires_at=2**32)
     with pytest.raises(NotAuthenticated):
         run(client, viewer.fetch(RAW_VOTE, {"post_id": 1}))
 

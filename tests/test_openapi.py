@@ -13,6 +13,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("post", "/users"): ("201", {"409", "422"}),
     ("get", "/users/me"): ("200", {"401"}),
     ("get", "/users/{user_id}"): ("200", {"401", "404", "422"}),
+    # Issue 16: account self-service and logging out.
+    ("patch", "/users/me"): ("200", {"401", "422"}),
+    ("put", "/users/me/password"): ("204", {"401", "403", "422", "429"}),
+    ("post", "/users/me/logout-all"): ("204", {"401"}),
+    ("delete", "/users/me"): ("204", {"401", "403", "422", "429"}),
+    ("post", "/logout"): ("204", {"401"}),
     ("post", "/login"): ("200", {"401", "422"}),
     ("get", "/posts"): ("200", {"401", "422"}),
     ("post", "/posts"): ("201", {"401", "422"}),

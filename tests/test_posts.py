@@ -78,8 +78,9 @@ def test_the_feed_has_the_course_shape(client: TestClient, make_account: Callabl
     items = feed(client, author)
 
     assert len(items) == 1
-    assert set(items[0]) == {"Post", "votes"}
+    assert set(items[0]) == {"Post", "votes", "voted"}
     assert items[0]["votes"] == 0
+    assert items[0]["voted"] is False
     post = items[0]["Post"]
     assert set(post) == POST_FIELDS
     assert set(post["owner"]) == OWNER_FIELDS
@@ -431,10 +432,15 @@ def test_get_one_post_with_its_votes(client: TestClient, make_account: Callable[
 
     response = client.get(f"/posts/{created['id']}", headers=voter.headers)
     assert response.status_code == 200, response.text
-    assert response.json() == {"Post": created, "votes": 0}
+    assert response.json() == {"Post": created, "votes": 0, "voted": False}
 
     vote(client, voter, created["id"])
-    assert client.get(f"/posts/{created['id']}", headers=author.headers).json() == {"Post": created, "votes": 1}
+    assert client.get(f"/posts/{created['id']}", headers=author.headers).json() == {
+        "Post": created,
+        "votes": 1,
+        "voted": False,
+    }
+    assert client.get(f"/posts/{created['id']}", headers=voter.headers).json()["voted"] is True
 
 
 def test_get_a_missing_post_is_404(client: TestClient, make_account: Callable[..., Account]) -> None:
@@ -453,7 +459,7 @@ def test_someone_elses_draft_is_404_but_your_own_is_visible(
     assert_error(client.get(f"/posts/{draft['id']}", headers=reader.headers), 404)
     own = client.get(f"/posts/{draft['id']}", headers=author.headers)
     assert own.status_code == 200
-    assert own.json() == {"Post": draft, "votes": 0}
+    assert own.json() == {"Post": draft, "votes": 0, "voted": False}
 
 
 def test_a_deleted_post_is_404(client: TestClient, make_account: Callable[..., Account]) -> None:

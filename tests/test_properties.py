@@ -103,14 +103,25 @@ BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 @example(1)
 @example(INT64_MAX)
 def test_a_token_names_the_user_it_was_made_for(user_id: int) -> None:
-    token = create_access_token(user_id, secret_key=SECRET, expires_in=HOUR)
+    token = create_access_token(user_id, generation=0, secret_key=SECRET, expires_in=HOUR)
     assert user_id_from_token(token, secret_key=SECRET) == user_id
+
+
+@PURE
+@given(user_ids, st.integers(min_value=0, max_value=2**31 - 1))
+@example(1, 0)
+@example(INT64_MAX, 2**31 - 1)
+def test_a_token_carries_the_generation_it_was_issued_at(user_id: int, generation: int) -> None:
+    tokens = _TOKENS.setdefault(SECRET, Tokens(secret_key=SECRET, lifetime=HOUR))
+    verified = tokens.verify(tokens.issue(user_id, generation))
+    assert verified is not None
+    assert (verified.user_id, verified.generation) == (user_id, generation)
 
 
 @PURE
 @given(user_ids, st.data())
 def test_changing_any_character_of_a_token_invalidates_it(user_id: int, data: st.DataObject) -> None:
-    token = create_access_token(user_id, secret_key=SECRET, expires_in=HOUR)
+    token = create_access_token(user_id, generation=0, secret_key=SECRET, expires_in=HOUR)
     position = data.draw(st.integers(min_value=0, max_value=len(token) - 1), label="position")
     replacement = data.draw(st.sampled_from(BASE64URL + ".=+/ ").filter(lambda c: c != token[position]))
     tampered = token[:position] + replacement + token[position + 1 :]
@@ -123,7 +134,7 @@ def test_changing_any_character_of_a_token_invalidates_it(user_id: int, data: st
 @given(user_ids)
 def test_a_signature_spelled_with_other_unused_bits_is_refused(user_id: int) -> None:
     """The signature's last base64url character carries 4 bits and 2 unused ones: the other 3 spellings fail."""
-    token = create_access_token(user_id, secret_key=SECRET, expires_in=HOUR)
+    token = create_access_token(user_id, generation=0, secret_key=SECRET, expires_in=HOUR)
     last = BASE64URL.index(token[-1])
     for low_bits in range(4):
         spelling = BASE64URL[(last & ~3) | low_bits]
@@ -135,7 +146,7 @@ def test_a_signature_spelled_with_other_unused_bits_is_refused(user_id: int) -> 
 @given(user_ids, st.text(min_size=32, max_size=64))
 def test_a_token_signed_with_another_key_is_refused(user_id: int, other_secret: str) -> None:
     assume(other_secret != SECRET)
-    token = create_access_token(user_id, secret_key=other_secret, expires_in=HOUR)
+    token = create_access_token(user_id, generation=0, secret_key=other_secret, expires_in=HOUR)
     assert user_id_from_token(token, secret_key=SECRET) is None
 
 
@@ -143,7 +154,9 @@ def test_a_token_signed_with_another_key_is_refused(user_id: int, other_secret: 
 @given(user_ids, st.integers(min_value=1, max_value=10 * 365 * 24 * 3600), st.integers(min_value=1, max_value=3600))
 def test_an_expired_token_is_refused(user_id: int, lifetime_seconds: int, expired_for_seconds: int) -> None:
     issued = datetime.now(UTC) - timedelta(seconds=lifetime_seconds + expired_for_seconds)
-    token = create_access_token(user_id, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds), now=issued)
+    token = create_access_token(
+        user_id, generation=0, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds), now=issued
+    )
     assert user_id_from_token(token, secret_key=SECRET) is None
 
 
@@ -151,7 +164,9 @@ def test_an_expired_token_is_refused(user_id: int, lifetime_seconds: int, expire
 @given(user_ids, st.integers(min_value=2, max_value=3600))
 def test_a_token_accepted_before_is_refused_once_it_expires(user_id: int, lifetime_seconds: int) -> None:
     """Valid tokens are remembered after their first check (app/security.py); the memo must not outlive them."""
-    token = create_access_token(user_id, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds))
+    token = create_access_token(
+        user_id, generation=0, secret_key=SECRET, expires_in=timedelta(seconds=lifetime_seconds)
+    )
     assert user_id_from_token(token, secret_key=SECRET) == user_id
     assert user_id_from_token(token, secret_key=SECRET) == user_id  # from the memo this time
     expiry = int(jwt.decode(token, options={"verify_signature": False})["exp"])

@@ -7,13 +7,14 @@ can explain a refusal.
 """
 
 import re
+import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import jwt
 import pytest
-from conftest import Account, misanswered
+from conftest import PASSWORD, Account, misanswered
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -21,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from app.api.deps import oauth2_scheme
-from app.api.schemas import PostCreate, PostPatch, PostReplace, VoteIn
+from app.api.schemas import AccountDeletion, PasswordChange, PostCreate, PostPatch, PostReplace, UserPatch, VoteIn
 from app.config import Settings
 from app.db import statements
 from app.db.backends import Database, Prepared
@@ -39,6 +40,10 @@ SAMPLE_BODIES: dict[type[Any], Callable[[dict[str, int]], dict[str, Any]]] = {
     PostReplace: lambda ids: {"title": "t", "content": "c"},
     PostPatch: lambda ids: {"title": "t"},
     VoteIn: lambda ids: {"post_id": ids["post_id"], "dir": 1},
+    UserPatch: lambda ids: {"phone_number": "+15550001111"},
+    # The password of every account make_account registers (conftest.PASSWORD).
+    PasswordChange: lambda ids: {"current_password": PASSWORD, "new_password": "a brand new password"},
+    AccountDeletion: lambda ids: {"password": PASSWORD},
 }
 
 
@@ -119,7 +124,13 @@ def test_every_protected_route_refuses_an_expired_token(
 ) -> None:
     account = make_account()
     past = datetime.now(UTC) - timedelta(hours=1)
-    claims = {"sub": str(account.id), "iat": past - timedelta(minutes=30), "exp": past}
+    claims = {
+        "sub": str(account.id),
+        "iat": past - timedelta(minutes=30),
+        "exp": past,
+        "gen": 0,
+        "jti": secrets.token_urlsafe(16),
+    }
     token = jwt.encode(claims, Settings().SECRET_KEY, algorithm="HS256")
     calls = requests_for(client.app, targets)  # type: ignore[arg-type]
     assert not_unauthorized(client, calls, headers={"Authorization": f"Bearer {token}"}) == {}
@@ -143,18 +154,34 @@ def viewer_statements() -> dict[str, Prepared]:
     return {name: p for name, p in statements._named_statements().items() if p.proves_viewer}
 
 
-def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_without_the_account(
-    client: TestClient, make_account: Callable[..., Account], targets: dict[str, int], sql: Connection
+@pytest.mark.parametrize("why", ["no account", "older generation", "logged out"])
+def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_unless_the_token_counts(
+    client: TestClient, make_account: Callable[..., Account], targets: dict[str, int], sql: Connection, why: str
 ) -> None:
-    """Run every `proves_viewer` statement for an id with no account: no row, and no row written."""
+    """Run every `proves_viewer` statement for a token that no longer counts: no row, and nothing written.
+
+    The account is gone, or its token generation has moved on (a password change), or the
+    token's id is among the revoked ones (a logout).
+    """
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     voter = make_account()
     client.post("/vote/", json={"post_id": targets["post_id"], "dir": 1}, headers=voter.headers)
-    counts = "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM votes)"
-    before = tuple(sql.execute(text(counts)).one())
-    missing = voter.id + 1000
+    jti = secrets.token_urlsafe(16)
+    viewer = {"viewer_id": voter.id, "viewer_generation": 0, "viewer_jti": jti}
+    if why == "no account":
+        viewer["viewer_id"] = voter.id + 1000
+    elif why == "older generation":
+        sql.execute(text("UPDATE users SET token_generation = 1 WHERE id = :id"), {"id": voter.id})
+    else:
+        sql.execute(text("INSERT INTO revoked_tokens (jti, expires_at) VALUES (:jti, 4102444800)"), {"jti": jti})
+    state = (
+        "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM votes), (SELECT count(*) FROM users), "
+        "(SELECT count(*) FROM revoked_tokens), password, phone_number, token_generation FROM users WHERE id = :id"
+    )
+    before = tuple(sql.execute(text(state), {"id": voter.id}).one())
     values = {
         "post_id": targets["post_id"],
+        "owner_id": targets["user_id"],
         "limit": 10,
         "skip": 0,
         "pattern": "%visible%",
@@ -162,14 +189,24 @@ def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_withou
         "title": "t",
         "content": "c",
         "published": True,
+        "phone_number": "+15550001111",
+        "new_hash": "!",
+        "expires_at": 4102444800,
     }
     found = {}
     for name, prepared in viewer_statements().items():
-        params = {key: values[key] for key in prepared.parameter_names if key != "viewer_id"}
-        found[name] = run(client, _fetch(database, prepared, {**params, "viewer_id": missing}))
+        params = {key: values[key] for key in prepared.parameter_names if key not in viewer}
+        found[name] = run(client, _fetch(database, prepared, {**params, **viewer}))
     assert all(rows == [] for rows in found.values()), found
-    assert tuple(sql.execute(text(counts)).one()) == before
-    assert len(found) >= 8
+    assert tuple(sql.execute(text(state), {"id": voter.id}).one()) == before
+    assert len(found) >= 14
+
+
+def test_every_statement_that_proves_the_viewer_checks_the_whole_token() -> None:
+    """A statement that checked the account alone would let a revoked token through."""
+    assert viewer_statements()
+    for name, prepared in viewer_statements().items():
+        assert {"viewer_id", "viewer_generation", "viewer_jti"} <= set(prepared.parameter_names), name
 
 
 def run(client: TestClient, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -187,6 +224,7 @@ async def _fetch(database: Database, prepared: Prepared, params: dict[str, Any])
 
 
 def test_a_viewer_runs_only_statements_that_prove_the_account(client: TestClient) -> None:
-    viewer = Viewer(1, client.app.state.database)  # type: ignore[attr-defined]
+    database = client.app.state.database  # type: ignore[attr-defined]
+    viewer = Viewer(1, database, generation=0, jti=secrets.token_urlsafe(16), expires_at=2**32)
     with pytest.raises(TypeError, match="proves_viewer"):
         run(client, viewer.fetch(statements.POST_OWNERSHIP, {"post_id": 1}))

@@ -190,6 +190,21 @@ class Known:
         assert response.status_code == 201, response.text
         self.own_post_ids.append(response.json()["id"])
 
+    def renew_caller(self, client: TestClient, *, password: str | None = None, deleted: bool = False) -> None:
+        """After the caller's token was revoked (a logout, a password change) or its account deleted: a token
+        that works again, for the requests still to come. A deleted caller is replaced by a new account."""
+        caller = self.caller
+        if deleted:
+            email = f"renewed{len(self.user_ids)}@example.com"
+            response = client.post("/users/", json={"email": email, "password": caller.password})
+            assert response.status_code == 201, response.text
+            caller = Account(response.json()["id"], email, caller.password, "")
+            self.user_ids.append(caller.id)
+        password = password if password is not None else caller.password
+        response = client.post("/login", data={"username": caller.email, "password": password})
+        assert response.status_code == 200, response.text
+        self.caller = Account(caller.id, caller.email, password, response.json()["access_token"])
+
     def take_turn(self) -> bool:
         """Three turns in four: the fourth id stays as generated, and must answer 404 (or 422)."""
         self.turns += 1
@@ -253,6 +268,17 @@ def aim_at_known_rows(case: schemathesis.Case[Any], known: Known) -> None:
             cast(dict[str, Any], container)[key] = known.next_choice(choices)
     if case.path == "/login" and meta.generation.mode.is_positive and subject is None and known.take_turn():
         cast(dict[str, Any], case.body).update(username=known.caller.email, password=known.caller.password)
+    # Confirmations of the caller's password: the right one in three of four valid requests.
+    for method, path, key in (("PUT", "/users/me/password", "current_password"), ("DELETE", "/users/me", "password")):
+        if (
+            case.method.upper() == method
+            and case.path == path
+            and isinstance(case.body, dict)
+            and meta.generation.mode.is_positive
+            and subject is None
+            and known.take_turn()
+        ):
+            case.body[key] = known.caller.password
 
 
 def send(client: TestClient, case: schemathesis.Case[Any], headers: dict[str, str]) -> httpx.Response:
@@ -316,6 +342,13 @@ def test_the_api_conforms_to_its_schema(case: schemathesis.Case[Any], client: Te
         known.own_post_ids.append(response.json()["id"])
     if case.operation.label == "DELETE /posts/{post_id}" and response.status_code == 204:
         known.replace_deleted_post(client)
+    # These end the token (or the account) that every request of the run is sent with.
+    if response.status_code == 204 and case.operation.label in ("POST /logout", "POST /users/me/logout-all"):
+        known.renew_caller(client)
+    if response.status_code == 204 and case.operation.label == "PUT /users/me/password":
+        known.renew_caller(client, password=cast(dict[str, Any], case.body)["new_password"])
+    if response.status_code == 204 and case.operation.label == "DELETE /users/me":
+        known.renew_caller(client, deleted=True)
 
     excluded: list[CheckFunction] = []
     if unknown_cursor(response):

@@ -181,6 +181,7 @@ def test_postgresql_plans_the_window_once_per_connection(feed: Feed, sql: Connec
     try:
         for word in ("%hay%", "%needle%", "%1%", "%nothing%", "%hay 5%", "%a%", "%hay%"):
             values = {"viewer_id": feed.reader.id, "pattern": f"'{word}'", "limit": 10, "skip": 0}
+            values |= {"viewer_generation": 0, "viewer_jti": "'not-revoked'"}
             values["before_id"] = feed.hay[0]
             arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
             connection.execute(f"EXECUTE window_search ({arguments})").fetchall()

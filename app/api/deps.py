@@ -2,7 +2,7 @@
 
 Every protected endpoint takes `ViewerDep` (or `CurrentUser`, which loads the account):
 that is the only place a bearer token is read, and the `Viewer` it gives makes every
-statement prove the account still exists (app/domain/viewer.py).
+statement prove the account still exists and the token still counts (app/domain/viewer.py).
 """
 
 from typing import Annotated
@@ -63,15 +63,26 @@ FeedDep = Annotated[Feed, Depends(get_feed)]
 
 
 async def get_viewer(request: Request, token: Annotated[str, Depends(oauth2_scheme)]) -> Viewer:
-    """The caller a valid bearer token names (401 otherwise); its account is proven by what it reads."""
+    """The caller a valid bearer token names (401 otherwise); that the token still counts is proven by what it reads."""
     state = request.app.state
-    user_id = state.tokens.user_id(token)
-    if user_id is None:
+    verified = state.tokens.verify(token)
+    if verified is None:
         raise NotAuthenticated()
-    return Viewer(user_id, state.database)
+    return Viewer(
+        verified.user_id,
+        state.database,
+        generation=verified.generation,
+        jti=verified.jti,
+        expires_at=verified.expires_at,
+    )
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+def email_reader(request: Request, viewer: Viewer) -> int | None:
+    """Whose address alone a response may show (`shown_to` in app/api/views.py): None while addresses are public."""
+    return None if request.app.state.settings.PUBLIC_EMAILS else viewer.id
 
 
 async def get_current_user(viewer: ViewerDep) -> Row:

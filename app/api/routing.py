@@ -28,16 +28,19 @@ class SlashAgnosticRouter(APIRouter):
             super().add_api_route(slash_twin(path), endpoint, **{**kwargs, "include_in_schema": False})
 
 
-def responses(*codes: int, body: bool = False, database: bool = True) -> dict[int | str, dict[str, Any]]:
+def responses(
+    *codes: int, body: bool = False, database: bool = True, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI documentation for the error codes an operation can answer.
 
     Besides `codes`: an operation that reads a request `body` also answers 400 (a body that is
     not JSON or not UTF-8) and 413 (too large); one that uses the `database` answers 503 while
     the database is unreachable. (422 FastAPI documents by itself on operations with inputs.)
+    `descriptions` replaces the usual wording of a code for this operation.
     """
-    descriptions = {
+    wording = {
         400: "The body could not be parsed (malformed JSON or form, or not UTF-8)",
-        401: "Missing, invalid or expired token",
+        401: "Missing, invalid, expired or revoked token",
         403: "Not your post",
         404: "No such resource (or not visible to you)",
         409: "Conflict with the current state",
@@ -45,11 +48,12 @@ def responses(*codes: int, body: bool = False, database: bool = True) -> dict[in
         429: "Too many attempts",
         503: "The database is unavailable; try again shortly",
     }
+    wording |= descriptions or {}
     if body:
         codes = (*codes, 400, 413)
     if database:
         codes = (*codes, 503)
-    return {code: {"model": ErrorOut, "description": descriptions[code]} for code in sorted(set(codes))}
+    return {code: {"model": ErrorOut, "description": wording[code]} for code in sorted(set(codes))}
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:

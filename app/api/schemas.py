@@ -25,6 +25,9 @@ from pydantic.json_schema import SkipJsonSchema
 INT64_MAX = 2**63 - 1
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
+# A password to check (login, confirmations): long enough for any password we accept at
+# registration, short enough that hashing it costs nothing unusual.
+LOGIN_PASSWORD_MAX_LENGTH = 1024
 TITLE_MAX_LENGTH = 300
 CONTENT_MAX_LENGTH = 20_000
 SEARCH_MAX_LENGTH = 100
@@ -132,6 +135,14 @@ Password = Annotated[
     STORABLE,
     documented_pattern(STORABLE_PATTERN),
 ]
+# A password to check, not to store: accounts adopted from the course app may hold
+# passwords outside today's rules, so only the bounds of a login apply.
+CurrentPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH),
+    STORABLE,
+    documented_pattern(STORABLE_PATTERN),
+]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH),
@@ -182,6 +193,34 @@ class UserMe(UserOut):
     phone_number: str | None
 
 
+class PublicUser(BaseModel):
+    """Someone's public profile, as `GET /users/{id}` and each post's `owner` show it."""
+
+    id: int
+    email: str | None = Field(
+        description="null when the server keeps other people's addresses private (PUBLIC_EMAILS=false) "
+        "and this is not you"
+    )
+    created_at: UtcDatetime
+
+
+class UserPatch(Body):
+    """`PATCH /users/me`: the fields sent change; `phone_number: null` clears the number."""
+
+    phone_number: PhoneNumber | None = Field(
+        default=None, description="7-15 digits, optional leading +; null removes it; left out, it stays"
+    )
+
+
+class PasswordChange(Body):
+    current_password: CurrentPassword
+    new_password: Password
+
+
+class AccountDeletion(Body):
+    password: Annotated[CurrentPassword, Field(description="Your current password, to confirm")]
+
+
 class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"
@@ -226,7 +265,7 @@ class PostOut(BaseModel):
     published: bool
     created_at: UtcDatetime
     owner_id: int
-    owner: UserOut
+    owner: PublicUser
 
 
 class PostWithVotes(BaseModel):
@@ -234,6 +273,7 @@ class PostWithVotes(BaseModel):
 
     Post: PostOut
     votes: int
+    voted: bool = Field(description="Whether you have voted on this post")
 
 
 class VoteIn(Body):

@@ -29,6 +29,10 @@ _ASYNCPG_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 Row = Mapping[str, Any]
 
 
+# What `Viewer.fetch` binds: who the caller is, and which token they presented.
+VIEWER_PARAMETERS = ("viewer_id", "viewer_generation", "viewer_jti")
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A statement built once at import, with its SQL compiled for asyncpg too.
@@ -42,8 +46,10 @@ class Prepared:
     parameter_names: tuple[str, ...]
     # Every parameter named `*_id` is an id, compared with an INTEGER column.
     id_parameters: tuple[str, ...]
-    # True when the statement returns no row (and changes nothing) unless the account
-    # `viewer_id` names exists: `Viewer.fetch` (app/domain/viewer.py) runs only these.
+    # True when the statement returns no row (and changes nothing) unless the caller's
+    # token still counts: the account `viewer_id` names exists, at token generation
+    # `viewer_generation`, and token `viewer_jti` was not logged out. `Viewer.fetch`
+    # (app/domain/viewer.py) runs only these.
     proves_viewer: bool
 
     @classmethod
@@ -54,8 +60,8 @@ class Prepared:
         for_asyncpg = statement if postgresql_statement is None else postgresql_statement
         compiled = for_asyncpg.compile(dialect=_ASYNCPG_DIALECT)  # type: ignore[attr-defined]
         names = tuple(compiled.positiontup or ())
-        if proves_viewer and "viewer_id" not in names:
-            raise ValueError("a statement that proves the viewer's account must take viewer_id")
+        if proves_viewer and not set(VIEWER_PARAMETERS) <= set(names):
+            raise ValueError(f"a statement that proves the viewer's token must take {', '.join(VIEWER_PARAMETERS)}")
         ids = tuple(dict.fromkeys(name for name in names if name.endswith("_id")))
         return cls(statement, str(compiled), names, ids, proves_viewer)
 

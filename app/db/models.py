@@ -3,7 +3,7 @@ these models must match its head (`alembic check` and the test suite verify that
 
 from datetime import datetime
 
-from sqlalchemy import TIMESTAMP, Boolean, ForeignKey, Index, Integer, String, func, text, true
+from sqlalchemy import TIMESTAMP, BigInteger, Boolean, ForeignKey, Index, Integer, String, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
@@ -25,6 +25,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column("password", String)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())
     phone_number: Mapped[str | None] = mapped_column(String)
+    # Tokens carry the generation they were issued at (claim `gen`); only tokens of the
+    # current generation are accepted. A password change, "log out everywhere" and the
+    # account's deletion move it on, which refuses every token issued before at once.
+    token_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     posts: Mapped[list["Post"]] = relationship(back_populates="owner", passive_deletes=True)
 
@@ -36,6 +40,8 @@ class Post(Base):
         Index("ix_posts_created_at_id", "created_at", "id"),
         # Foreign keys are not indexed by PostgreSQL: deleting a user needs this.
         Index("ix_posts_owner_id", "owner_id"),
+        # One author's posts, newest first (`GET /posts/?owner_id=`), keyset paging included.
+        Index("ix_posts_owner_id_created_at_id", "owner_id", "created_at", "id"),
         # Case-insensitive substring search on titles (ILIKE '%...%'); PostgreSQL only,
         # SQLite scans (see `include_object` in app/db/migrations.py).
         Index(
@@ -65,3 +71,16 @@ class Vote(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+
+
+class RevokedToken(Base):
+    """Tokens logged out one by one (`POST /logout`), until they would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+    # Expired entries are deleted oldest first (app/domain/accounts.py).
+    __table_args__ = (Index("ix_revoked_tokens_expires_at", "expires_at"),)
+
+    # The token's `jti` claim: 22 URL-safe characters (16 random bytes).
+    jti: Mapped[str] = mapped_column(String, primary_key=True)
+    # The token's `exp` claim (Unix time): after it, the token is refused anyway and the row can go.
+    expires_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,14 +1,23 @@
-"""Accounts: registering, and checking a password at login.
+"""Accounts: registering, checking a password at login, and what owners do with their account.
 
 Hashing is deliberately slow (tens of milliseconds), so it runs in a worker thread,
 off the event loop: inside an `async def` it stalled every other request.
+
+Self-service (phone number, password, logging out, deletion) runs as the `Viewer`: each
+change is one statement that changes nothing unless the caller's token still counts.
+Changing the password, logging out everywhere and deleting the account move the
+account's token generation on (or remove it) in that same statement, so every token
+issued before is refused from then on, wherever it was remembered.
 """
+
+import time
 
 from anyio.to_thread import run_sync
 
 from app.db import statements
 from app.db.backends import Database, Row
 from app.domain.errors import Conflict
+from app.domain.viewer import Viewer
 from app.security import Passwords
 
 
@@ -37,7 +46,12 @@ def login_key(account: Row | None, email: str) -> str:
     Counting under the typed text let `İriswpzp@…` (which PostgreSQL's lower() finds as
     `iriswpzp@…`, Python's lower() does not) log in past a lock on the other spelling.
     """
-    return f"account {account['id']}" if account is not None else f"unknown {email.casefold()}"
+    return account_key(account["id"]) if account is not None else f"unknown {email.casefold()}"
+
+
+def account_key(user_id: int) -> str:
+    """What an account's failed password checks are counted under (logins and confirmations alike)."""
+    return f"account {user_id}"
 
 
 async def check_password(database: Database, passwords: Passwords, account: Row | None, password: str) -> int | None:
@@ -58,6 +72,54 @@ async def check_password(database: Database, passwords: Passwords, account: Row 
         await database.fetch(statements.SET_PASSWORD_HASH, {"user_id": account["id"], "new_hash": new_hash})
     user_id: int = account["id"]
     return user_id
+
+
+async def own_password_hash(viewer: Viewer) -> str:
+    """What the caller's password is stored as (401 when the token no longer counts)."""
+    (account,) = await viewer.fetch(statements.VIEWER_PASSWORD)
+    password_hash: str = account["password"]
+    return password_hash
+
+
+async def password_matches(passwords: Passwords, password_hash: str, password: str) -> bool:
+    """Whether `password` is the one `password_hash` was made from (in a worker thread).
+
+    No rehash here: the callers confirm a password to replace it or to delete the account.
+    """
+    valid, _rehash = await run_sync(passwords.verify, password, password_hash)
+    return valid
+
+
+async def update_phone_number(viewer: Viewer, phone_number: str | None) -> Row:
+    """Set (or, with None, clear) the caller's phone number; the account as GET /users/me shows it."""
+    (account,) = await viewer.fetch(statements.UPDATE_PHONE_NUMBER, {"phone_number": phone_number})
+    return account
+
+
+async def change_password(viewer: Viewer, passwords: Passwords, new_password: str) -> None:
+    """Store the new password's hash and refuse every token issued before (401 if the token was revoked meanwhile)."""
+    new_hash = await run_sync(passwords.hash, new_password)
+    await viewer.fetch(statements.CHANGE_PASSWORD, {"new_hash": new_hash})
+
+
+async def log_out_everywhere(viewer: Viewer) -> None:
+    """Refuse every token of the caller's account issued until now (the caller's own included)."""
+    await viewer.fetch(statements.LOG_OUT_EVERYWHERE)
+
+
+async def log_out(viewer: Viewer) -> None:
+    """Refuse the token the caller presented, until it expires; other tokens keep working.
+
+    Also deletes a batch of revocations of tokens that have expired since (they are
+    refused anyway), so the table holds about one token lifetime's logouts.
+    """
+    await viewer.fetch(statements.REVOKE_TOKEN, {"expires_at": viewer.expires_at})
+    await viewer.database.fetch(statements.PURGE_REVOKED_TOKENS, {"now": int(time.time())})
+
+
+async def delete_account(viewer: Viewer) -> None:
+    """Delete the caller's account; its posts and votes go with it, and so do other people's votes on its posts."""
+    await viewer.fetch(statements.DELETE_ACCOUNT)
 
 
 async def stored_bcrypt_rounds(database: Database) -> int | None:

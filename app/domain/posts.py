@@ -75,8 +75,18 @@ class Feed:
     def __init__(self, *, sparse_seconds: float = 60, sparse_max_words: int = 4096) -> None:
         self.sparse_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
 
-    async def page(self, viewer: Viewer, *, limit: int, skip: int, search: str, before_id: int | None) -> Sequence[Row]:
-        """One page of the feed (rows of statements.LIST_POSTS); 422 for a cursor the viewer cannot page from."""
+    async def page(
+        self,
+        viewer: Viewer,
+        *,
+        limit: int,
+        skip: int,
+        search: str,
+        before_id: int | None,
+        owner_id: int | None = None,
+    ) -> Sequence[Row]:
+        """One page of the feed (rows of statements.LIST_POSTS), or of one author's posts
+        (`owner_id`: statements.OWNER_POSTS); 422 for a cursor the viewer cannot page from."""
         params: dict[str, Any] = {"limit": limit, "skip": skip}
         if search:
             params["pattern"] = statements.like_pattern(search)
@@ -84,11 +94,14 @@ class Feed:
         if keyset:
             params["before_id"] = before_id
         rows: Sequence[Row] = []
-        if search and skip + limit <= statements.SEARCH_WINDOW and search not in self.sparse_searches:
+        if owner_id is not None:
+            # The author's index serves every page; no search window.
+            rows = await viewer.fetch(statements.OWNER_POSTS[bool(search), keyset], {**params, "owner_id": owner_id})
+        elif search and skip + limit <= statements.SEARCH_WINDOW and search not in self.sparse_searches:
             rows = await viewer.fetch(statements.RECENT_SEARCH[keyset], params)
             if len(rows) < limit and skip == 0 and not keyset:
                 self.sparse_searches.add(search)
-        if len(rows) < limit:  # no window, or it held less than a page: ask the whole table
+        if owner_id is None and len(rows) < limit:  # no window, or it held less than a page: ask the whole table
             rows = await viewer.fetch(statements.LIST_POSTS[bool(search), keyset], params)
         if not rows and before_id is not None:
             # An empty keyset page must not hide a bad cursor: say so when that post is gone or not visible.
@@ -100,7 +113,7 @@ class Feed:
 
 
 async def read_post(viewer: Viewer, post_id: int) -> Row:
-    """One post with its owner and vote count (a row of statements.POST_DETAIL); 404 if not visible."""
+    """One post with its owner, votes and the viewer's vote (a row of statements.POST_DETAIL); 404 if not visible."""
     rows = await viewer.fetch(statements.POST_DETAIL, {"post_id": post_id})
     if not rows:
         raise post_not_found(post_id)

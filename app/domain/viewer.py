@@ -1,12 +1,14 @@
 """The caller of a protected endpoint, and the one rule every such endpoint keeps.
 
-A valid token names an account, but does not prove that the account still exists: it
-may have been deleted since the token was issued. Every protected endpoint gets a
-`Viewer` (app/api/deps.py) and reads through it, and `Viewer.fetch` runs only statements
-that return nothing unless the account exists (`Prepared.proves_viewer`). On an empty
-result it asks once more whether the account exists, so a deleted account's token gets
-401, never another account's data or a misleading 404. Nothing to remember per endpoint:
-the statement carries the check, the viewer raises the error.
+A valid token names an account, but does not prove that the account still exists, nor
+that the token still counts: the account may have been deleted since the token was
+issued, its password changed (or "log out everywhere" used), or this token logged out.
+Every protected endpoint gets a `Viewer` (app/api/deps.py) and reads through it, and
+`Viewer.fetch` runs only statements that return nothing unless the token still counts
+(`Prepared.proves_viewer`: the account exists, at the token's generation, and the token
+is not revoked). On an empty result it asks once more, so a revoked token gets 401,
+never another account's data or a misleading 404. Nothing to remember per endpoint: the
+statement carries the check, the viewer raises the error.
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,24 +21,29 @@ from app.domain.errors import NotAuthenticated
 
 
 class Viewer:
-    """A verified token's user id, with the database its statements run on."""
+    """A verified token (user id, token generation, token id, expiry), with the database its statements run on."""
 
-    __slots__ = ("database", "id")
+    __slots__ = ("_identity", "database", "expires_at", "generation", "id", "jti")
 
-    def __init__(self, user_id: int, database: Database) -> None:
+    def __init__(self, user_id: int, database: Database, *, generation: int, jti: str, expires_at: int) -> None:
         self.id = user_id
+        self.generation = generation
+        self.jti = jti
+        self.expires_at = expires_at
         self.database = database
+        self._identity = {"viewer_id": user_id, "viewer_generation": generation, "viewer_jti": jti}
 
     async def fetch(self, prepared: Prepared, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
-        """Run a statement as this viewer (`viewer_id` is bound here); 401 when the account is gone.
+        """Run a statement as this viewer (the token's parameters are bound here); 401 when it no longer counts.
 
-        Rows mean the account exists (the statement proves it). No rows mean either
-        "nothing matched" or "no account": the second is told apart here. A conflict
-        (e.g. a foreign key to an account deleted meanwhile) is told apart the same way.
+        Rows mean the token counts (the statement proves it). No rows mean either
+        "nothing matched" or "the token no longer counts": the second is told apart here.
+        A conflict (e.g. a foreign key to an account deleted meanwhile) is told apart the
+        same way.
         """
         if not prepared.proves_viewer:
             raise TypeError("Viewer.fetch runs only statements that prove the viewer's account (proves_viewer)")
-        arguments = {**params, "viewer_id": self.id} if params else {"viewer_id": self.id}
+        arguments = {**params, **self._identity} if params else self._identity
         try:
             rows = await self.database.fetch(prepared, arguments)
         except DatabaseConflict:
@@ -47,8 +54,8 @@ class Viewer:
         return rows
 
     async def account(self) -> Row:
-        """The viewer's account (id, email, created_at, phone_number); 401 when it no longer exists."""
-        rows = await self.database.fetch(statements.VIEWER_ACCOUNT, {"viewer_id": self.id})
+        """The viewer's account (id, email, created_at, phone_number); 401 when the token no longer counts."""
+        rows = await self.database.fetch(statements.VIEWER_ACCOUNT, self._identity)
         if not rows:
             raise NotAuthenticated()
         return rows[0]

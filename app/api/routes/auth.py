@@ -1,17 +1,26 @@
-"""Logging in: the OAuth2 password flow (form fields `username` = email, `password`)."""
+"""Logging in (the OAuth2 password flow: form fields `username` = email, `password`) and out."""
 
 import time
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from app.api.deps import DatabaseDep, PasswordsDep, RateLimitsDep, TokensDep, client_address, enforce_rate_limit
+from app.api.deps import (
+    DatabaseDep,
+    PasswordsDep,
+    RateLimitsDep,
+    TokensDep,
+    ViewerDep,
+    client_address,
+    enforce_rate_limit,
+)
 from app.api.routing import SlashAgnosticRouter, responses
 from app.api.schemas import (
     EMAIL_MAX_LENGTH,
     STORABLE,
     STORABLE_PATTERN,
+    CurrentPassword,
     Token,
     documented_pattern,
     email_address,
@@ -20,10 +29,6 @@ from app.domain import accounts
 from app.domain.errors import NotAuthenticated
 
 router = SlashAgnosticRouter(tags=["authentication"])
-
-# Long enough for any password we accept at registration, short enough that
-# hashing it costs nothing unusual.
-LOGIN_PASSWORD_MAX_LENGTH = 1024
 
 
 class LoginForm(BaseModel):
@@ -41,12 +46,7 @@ class LoginForm(BaseModel):
         STORABLE,
         documented_pattern(STORABLE_PATTERN),
     ]
-    password: Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=LOGIN_PASSWORD_MAX_LENGTH),
-        STORABLE,
-        documented_pattern(STORABLE_PATTERN),
-    ]
+    password: CurrentPassword
     grant_type: Annotated[str, StringConstraints(pattern="^password$")] | None = None
     scope: str = ""
     client_id: str | None = None
@@ -89,4 +89,18 @@ async def login(
         raise NotAuthenticated("Invalid credentials")
     if limits is not None:
         limits.failed_logins_per_account.reset(key)
-    return Token(access_token=tokens.issue(user_id))
+    assert account is not None  # a password matched
+    return Token(access_token=tokens.issue(user_id, account["token_generation"]))
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Log out",
+    responses=responses(401),
+)
+async def logout(viewer: ViewerDep) -> Response:
+    """The token you send stops working (on every worker and host at once); your other tokens keep working."""
+    await accounts.log_out(viewer)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,10 +1,11 @@
 """Posts: the feed, one post, and the owner's edits."""
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import Query, Response, status
+from fastapi import Query, Request, Response, status
 
-from app.api.deps import CurrentUser, FeedDep, OwnedPost, PostId, ViewerDep
+from app.api.deps import CurrentUser, FeedDep, OwnedPost, PostId, ViewerDep, email_reader
 from app.api.routing import SlashAgnosticRouter, json_response, responses
 from app.api.schemas import (
     INT64_MAX,
@@ -23,8 +24,34 @@ from app.domain import posts
 router = SlashAgnosticRouter(prefix="/posts", tags=["posts"])
 
 
-@router.get("/", response_model=list[PostWithVotes], summary="List posts", responses=responses(401))
+NEXT_PAGE_HEADER = {
+    "Link": {
+        "description": 'With a full page: `<...?before_id=<last id>&...>; rel="next"` (RFC 8288), the next page '
+        "with the same parameters (a relative reference: resolve it against the request's URL)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def next_page_link(request: Request, last_id: int) -> str:
+    """`Link` to the page after the one answered: the same query, keyset-paged from its last post.
+
+    A relative reference (RFC 8288, section 3): it names no host, so it never repeats a
+    `Host` header back and stays right behind proxies.
+    """
+    query = [(key, value) for key, value in request.query_params.multi_items() if key not in ("skip", "before_id")]
+    query.append(("before_id", str(last_id)))
+    return f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+
+
+@router.get(
+    "/",
+    response_model=list[PostWithVotes],
+    summary="List posts",
+    responses={**responses(401), 200: {"headers": NEXT_PAGE_HEADER}},
+)
 async def list_posts(
+    request: Request,
     viewer: ViewerDep,
     feed: FeedDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size"), PLAIN_DECIMAL] = 10,
@@ -44,10 +71,25 @@ async def list_posts(
         ),
         PLAIN_DECIMAL,
     ] = None,
+    owner_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=INT64_MAX,
+            description="Only this user's posts (their drafts too, when that user is you); combines with the others",
+        ),
+        PLAIN_DECIMAL,
+    ] = None,
 ) -> Response:
-    """Published posts and your own drafts, newest first, with owner and vote count."""
-    rows = await feed.page(viewer, limit=limit, skip=skip, search=search, before_id=before_id)
-    return json_response([post_with_votes(row) for row in rows])
+    """Published posts and your own drafts, newest first, with owner, vote count and whether you voted.
+
+    A full page carries a `Link` header to the next one (`rel="next"`)."""
+    rows = await feed.page(viewer, limit=limit, skip=skip, search=search, before_id=before_id, owner_id=owner_id)
+    shown_to = email_reader(request, viewer)
+    response = json_response([post_with_votes(row, shown_to) for row in rows])
+    if len(rows) == limit:
+        response.headers["Link"] = next_page_link(request, rows[-1]["id"])
+    return response
 
 
 @router.post(
@@ -64,9 +106,9 @@ async def create_post(body: PostCreate, viewer: ViewerDep) -> Response:
 
 
 @router.get("/{post_id}", response_model=PostWithVotes, summary="Get a post", responses=responses(401, 404))
-async def read_post(post_id: PostId, viewer: ViewerDep) -> Response:
-    """One post with its owner and vote count."""
-    return json_response(post_with_votes(await posts.read_post(viewer, post_id)))
+async def read_post(post_id: PostId, request: Request, viewer: ViewerDep) -> Response:
+    """One post with its owner, vote count and whether you voted."""
+    return json_response(post_with_votes(await posts.read_post(viewer, post_id), email_reader(request, viewer)))
 
 
 @router.put(
