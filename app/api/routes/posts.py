@@ -1,7 +1,8 @@
 """Posts: the feed, one post, and the owner's edits."""
 
+import re
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from fastapi import Query, Request, Response, status
 
@@ -33,15 +34,36 @@ NEXT_PAGE_HEADER = {
 }
 
 
+# Characters a URI's path and query may hold as they are (RFC 3986), "%" escapes included.
+_URI_PATH = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*")
+_URI_QUERY = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*")
+PAGING_PARAMETERS = ("skip", "before_id")
+
+
 def next_page_link(request: Request, last_id: int) -> str:
     """`Link` to the page after the one answered: the same query, keyset-paged from its last post.
 
     A relative reference (RFC 8288, section 3): it names no host, so it never repeats a
-    `Host` header back and stays right behind proxies.
+    `Host` header back and stays right behind proxies. The other parameters are kept as
+    the client wrote them; `skip` and `before_id` go, and `before_id` comes back with the
+    page's last id. (Built from the raw query string: parsing and re-encoding it, through
+    `request.url` and `urlencode`, cost about 10 % of a feed request.)
     """
-    query = [(key, value) for key, value in request.query_params.multi_items() if key not in ("skip", "before_id")]
-    query.append(("before_id", str(last_id)))
-    return f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    path: str = request.scope["path"]
+    query: str = request.scope["query_string"].decode("latin-1")
+    if _URI_PATH.fullmatch(path) and _URI_QUERY.fullmatch(query):
+        kept = [pair for pair in query.split("&") if pair and _parameter_name(pair) not in PAGING_PARAMETERS]
+    else:  # characters a URI does not carry as they are: re-encode everything
+        path = quote(path)
+        pairs = request.query_params.multi_items()
+        kept = [urlencode([(key, value)]) for key, value in pairs if key not in PAGING_PARAMETERS]
+    kept.append(f"before_id={last_id}")
+    return f'<{path}?{"&".join(kept)}>; rel="next"'
+
+
+def _parameter_name(pair: str) -> str:
+    name = pair.partition("=")[0]
+    return unquote_plus(name) if "%" in name or "+" in name else name
 
 
 @router.get(
