@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -185,6 +186,26 @@ def live_server(client: TestClient) -> Iterator[str]:
         thread.join(timeout=15)
         sock.close()
         assert not thread.is_alive(), "the uvicorn server did not stop"
+
+
+@pytest.fixture
+def app_with(client: TestClient) -> Iterator[Callable[..., TestClient]]:
+    """A factory of apps with other settings, on the same test database as `client`."""
+    from app.config import Settings
+    from app.main import create_app
+
+    opened: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = Settings(DATABASE_URL=overrides.pop("DATABASE_URL", TEST_DATABASE_URL), **overrides)
+        other = TestClient(create_app(settings))
+        other.__enter__()
+        opened.append(other)
+        return other
+
+    yield make
+    for other in opened:
+        other.__exit__(None, None, None)
 
 
 @dataclass

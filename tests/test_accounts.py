@@ -3,19 +3,15 @@ deleting the account, logging out one token or every token, and revocation racin
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2 as httpx
 import jwt
-import pytest
-from conftest import PASSWORD, TEST_DATABASE_URL, Account, assert_error, misanswered
+from conftest import PASSWORD, Account, assert_error, misanswered
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
-
-from app.config import Settings
-from app.main import create_app
 
 NEW_PASSWORD = "a brand new password"
 ME_FIELDS = {"id", "email", "created_at", "phone_number"}
@@ -76,22 +72,6 @@ def refused(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
 
 def works(client: TestClient, headers: dict[str, str]) -> bool:
     return client.get("/users/me", headers=headers).status_code == 200
-
-
-@pytest.fixture
-def app_with(client: TestClient) -> Iterator[Callable[..., TestClient]]:
-    """A factory of apps with other settings, on the same test database as `client`."""
-    opened: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        other = TestClient(create_app(Settings(DATABASE_URL=TEST_DATABASE_URL, **overrides)))
-        other.__enter__()
-        opened.append(other)
-        return other
-
-    yield make
-    for other in opened:
-        other.__exit__(None, None, None)
 
 
 # --- the phone number ----------------------------------------------------------------

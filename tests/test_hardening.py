@@ -6,38 +6,19 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, TEST_DATABASE_URL, Account
+from conftest import PASSWORD, Account
 from fastapi.testclient import TestClient
 from pwdlib.hashers.bcrypt import BcryptHasher
 from sqlalchemy import Connection, text
 
-from app.config import Settings
 from app.domain.ratelimit import SlidingWindowLimiter
 from app.http.admission import Admission
 from app.http.logs import BufferedStreamHandler, JsonLogFormatter
 from app.http.middleware import RequestContextMiddleware
-from app.main import create_app
-
-
-@pytest.fixture
-def app_with(client: TestClient) -> Iterator[Callable[..., TestClient]]:
-    """A factory of apps with other settings, on the same test database as `client`."""
-    opened: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        settings = Settings(DATABASE_URL=overrides.pop("DATABASE_URL", TEST_DATABASE_URL), **overrides)
-        other = TestClient(create_app(settings))
-        other.__enter__()
-        opened.append(other)
-        return other
-
-    yield make
-    for other in opened:
-        other.__exit__(None, None, None)
 
 
 def register(client: TestClient, email: str) -> int:
