@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # statements at once than PostgreSQL has cores only lengthens the slowest (README,
     # "Production"). workers x pool must stay below PostgreSQL's max_connections.
     DATABASE_POOL_SIZE: int = Field(default=4, ge=1)
+    # Of those, how many reads may never take: kept for INSERT, UPDATE and DELETE, so
+    # reads that turn slow (a feed without its indexes, a costly search) cannot starve
+    # writes of connections. PostgreSQL only; 0 turns it off. Less than the pool size.
+    DATABASE_WRITE_RESERVE: int = Field(default=1, ge=0)
     # Fail fast when PostgreSQL is down, stalled or slow: waiting for a pooled
     # connection, opening one, and any single statement are all bounded.
     DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5, gt=0)

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
             connect_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
             statement_timeout_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
+            write_reserve=settings.DATABASE_WRITE_RESERVE,
         )
         app.state.head_revision = head_revision()
         await calibrate_login_floor(app.state.passwords, app.state.database)

@@ -257,6 +257,41 @@ def test_a_request_that_finds_no_free_connection_gets_503_after_the_pool_timeout
 
 
 @needs_postgresql
+def test_slow_reads_never_take_the_connections_kept_for_writes(migrated_database: str) -> None:
+    """Reads that hold every read slot make other reads wait; a write still runs at once."""
+
+    async def scenario() -> tuple[float, float, DatabaseUnavailable | None]:
+        database = await open_database(
+            driver_urls(migrated_database)[1], pool_size=3, pool_timeout=0.5, write_reserve=1
+        )
+        try:
+            slow = [asyncio.create_task(database.fetch(Prepared.of(text("SELECT pg_sleep(1.5)")))) for _ in range(2)]
+            await asyncio.sleep(0.2)  # both read slots are taken
+            started = time.monotonic()
+            write = Prepared.of(text("UPDATE alembic_version SET version_num = version_num"))
+            assert write.writes
+            await database.fetch(write)
+            write_took = time.monotonic() - started
+            started = time.monotonic()
+            try:
+                await database.fetch(Prepared.of(text("SELECT 1")))
+                failure = None
+            except DatabaseUnavailable as exc:
+                failure = exc
+            read_waited = time.monotonic() - started
+            await asyncio.gather(*slow)
+            return write_took, read_waited, failure
+        finally:
+            await database.close()
+
+    write_took, read_waited, failure = asyncio.run(scenario())
+    assert write_took < 0.2, f"the write waited {write_took:.2f} s behind slow reads"
+    # The third connection is free, yet the read may not take it: it waits for a read slot.
+    assert failure is not None and "every connection reads may use is busy" in str(failure)
+    assert 0.4 < read_waited < 1.2, read_waited
+
+
+@needs_postgresql
 def test_a_parameter_the_driver_cannot_encode_is_a_bug_not_an_outage(migrated_database: str) -> None:
     """A value the database rejects surfaces as the bug it is: no 503 telling clients to retry, no pool expiry."""
 

@@ -31,3 +31,11 @@ def test_the_module_prints_every_statement_for_both_databases() -> None:
         assert f"-- {name}" in printed
     assert printed.count("-- PostgreSQL:") == printed.count("-- SQLite:") == len(statements._named_statements())
     assert "ILIKE" in printed and "casefold(" in printed  # the two dialects' spellings of the search
+
+
+def test_inserts_updates_and_deletes_are_writes_and_nothing_else_is() -> None:
+    """`Prepared.writes` decides which statements may use the connections kept for writes."""
+    for name, prepared in statements._named_statements().items():
+        sql = prepared.asyncpg_sql.lstrip().upper()
+        is_write = sql.startswith(("INSERT", "UPDATE", "DELETE"))
+        assert prepared.writes == is_write, name

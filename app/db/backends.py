@@ -19,6 +19,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
 
 from app.db.base import INT32_MAX, SQLITE_BUSY_TIMEOUT_SECONDS
 from app.db.errors import DatabaseUnavailable, rule_for, translate
@@ -51,6 +53,8 @@ class Prepared:
     # `viewer_generation`, and token `viewer_jti` was not logged out. `Viewer.fetch`
     # (app/domain/viewer.py) runs only these.
     proves_viewer: bool
+    # True for INSERT, UPDATE and DELETE: they may use the connections kept for writes.
+    writes: bool
 
     @classmethod
     def of(
@@ -63,7 +67,10 @@ class Prepared:
         if proves_viewer and not set(VIEWER_PARAMETERS) <= set(names):
             raise ValueError(f"a statement that proves the viewer's token must take {', '.join(VIEWER_PARAMETERS)}")
         ids = tuple(dict.fromkeys(name for name in names if name.endswith("_id")))
-        return cls(statement, str(compiled), names, ids, proves_viewer)
+        writes = isinstance(statement, UpdateBase) or (
+            isinstance(statement, TextClause) and not statement.text.lstrip().upper().startswith("SELECT")
+        )
+        return cls(statement, str(compiled), names, ids, proves_viewer, writes)
 
     def names_no_row(self, params: Mapping[str, Any]) -> bool:
         """True when an id parameter is beyond INTEGER: no row can have it."""
@@ -107,9 +114,13 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool, pool_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, pool_timeout: float, *, write_reserve: int = 0) -> None:
         self._pool = pool
         self._pool_timeout = pool_timeout
+        # Reads may hold at most this many connections at once; the rest are kept for
+        # writes. Slow reads (a database without the feed's indexes, a search that runs
+        # to its timeout) then queue among themselves while posts and votes still go in.
+        self._read_slots = asyncio.Semaphore(max(1, pool.get_max_size() - write_reserve))
 
     @classmethod
     async def open(
@@ -120,6 +131,7 @@ class PostgresDatabase(Database):
         pool_timeout: float,
         connect_timeout: float,
         statement_timeout_ms: int,
+        write_reserve: int = 0,
     ) -> "PostgresDatabase":
         """A pool that connects lazily (the app starts while PostgreSQL is down) and fails fast."""
         query = dict(url.query)
@@ -136,9 +148,24 @@ class PostgresDatabase(Database):
             command_timeout=statement_timeout_ms / 1000 + 1,
             reset=_keep_session,
         )
-        return cls(pool, pool_timeout)
+        return cls(pool, pool_timeout, write_reserve=write_reserve)
 
     async def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
+        if prepared.writes:
+            return await self._run_on_connection(prepared, params)
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._read_slots.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"no database connection within {self._pool_timeout} s: every connection reads may use is busy"
+            ) from exc
+        try:
+            return await self._run_on_connection(prepared, params)
+        finally:
+            self._read_slots.release()
+
+    async def _run_on_connection(self, prepared: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
         args = [params[name] for name in prepared.parameter_names]
         try:
             # asyncio.timeout rather than acquire(timeout=...), which runs every checkout
@@ -242,6 +269,7 @@ async def open_database(
     pool_timeout: float = 5,
     connect_timeout: float = 5,
     statement_timeout_ms: int = 5000,
+    write_reserve: int = 0,
 ) -> Database:
     """The request-path database for an async URL (postgresql+asyncpg:// or sqlite+aiosqlite://)."""
     url = make_url(url)
@@ -252,5 +280,6 @@ async def open_database(
             pool_timeout=pool_timeout,
             connect_timeout=connect_timeout,
             statement_timeout_ms=statement_timeout_ms,
+            write_reserve=write_reserve,
         )
     return SQLiteDatabase(create_sqlite_engine(url, pool_timeout=pool_timeout))
