@@ -1,5 +1,6 @@
 """The application: wiring only. `create_app(settings)` builds everything from one `Settings`."""
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from app.db.backends import Database, open_database
 from app.db.errors import DatabaseUnavailable
 from app.db.migrations import head_revision
 from app.domain import accounts
-from app.domain.posts import Feed
+from app.domain.posts import Feed, fold_missing_titles
 from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
 from app.http.admission import Admission
 from app.http.docs import mount_docs
@@ -63,11 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.head_revision = head_revision()
         await calibrate_login_floor(app.state.passwords, app.state.database)
+        folding = asyncio.create_task(fold_titles_in_background(app.state.database))
         # Everything built so far (routes, schemas, statements) lives as long as the
         # process: keep it out of the garbage collector's full passes, which otherwise
         # walk it all and showed up as the feed's p99 under load.
         gc.freeze()
         yield
+        folding.cancel()
         await app.state.database.close()
 
     telemetry: TelemetryConfig | None = None
@@ -127,6 +130,17 @@ async def calibrate_login_floor(passwords: Passwords, database: Database) -> Non
     except DatabaseUnavailable:
         rounds = COURSE_BCRYPT_ROUNDS
     await run_sync(passwords.calibrate, rounds)
+
+
+async def fold_titles_in_background(database: Database) -> None:
+    """Fold the titles of posts an older Agora wrote during a deploy (usually none), without delaying start-up."""
+    try:
+        if folded := await fold_missing_titles(database):
+            logger.info("folded the titles of %d posts written without title_folded", folded)
+    except DatabaseUnavailable:
+        logger.warning("could not fold missing titles: the database is unavailable; the next start will")
+    except Exception:  # a task's failure is otherwise silent
+        logger.exception("could not fold missing titles; the next start will try again")
 
 
 def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

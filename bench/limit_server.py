@@ -73,12 +73,12 @@ def _with_owner_and_votes(page: str) -> str:
 
 SQL_FEED = _with_owner_and_votes(f"{_PAGE_FROM} ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
 SQL_SEARCH = _with_owner_and_votes(
-    f"{_PAGE_FROM} AND title ILIKE $4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    f"{_PAGE_FROM} AND title_folded LIKE $4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
 )
 SQL_ONE = _with_owner_and_votes(f"{_PAGE_FROM} AND id = $2")
 SQL_CREATE = (
-    "WITH created AS (INSERT INTO posts (title, content, published, owner_id)"
-    " SELECT $2, $3, $4, id FROM users WHERE id = $1 RETURNING *)"
+    "WITH created AS (INSERT INTO posts (title, title_folded, content, published, owner_id)"
+    " SELECT $2, $5, $3, $4, id FROM users WHERE id = $1 RETURNING *)"
     " SELECT p.id, p.title, p.content, p.published, p.created_at, p.owner_id, u.email, u.created_at"
     " FROM created AS p JOIN users u ON u.id = p.owner_id"
 )
@@ -177,8 +177,8 @@ def query_int(text: str, name: str, low: int, high: int) -> int:
 
 
 def like_literal(text: str) -> str:
-    """An ILIKE pattern (escape character backslash) matching `text` anywhere, taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """A LIKE pattern (escape character backslash) matching `text`, case-folded, anywhere, taken literally."""
+    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -312,7 +312,7 @@ class Limit:
         published = data.get("published", True)
         if not isinstance(published, bool):
             raise invalid("published must be true or false")
-        row = await self.pool.fetchrow(SQL_CREATE, user_id, title, content, published)
+        row = await self.pool.fetchrow(SQL_CREATE, user_id, title, content, published, title.casefold())
         if row is None:  # the token's account is gone
             raise unauthorized()
         await reply(send, 201, post_fields(row))

@@ -94,6 +94,8 @@ WORDS = [
     "olive",
 ]
 assert len(WORDS) == 64
+# Already folded (app/db/folding.py), so each title is its own `title_folded`.
+assert all(word == word.casefold() for word in WORDS)
 
 PASSWORD = "password123"
 
@@ -134,14 +136,16 @@ def seed(database_url: str, users: int, posts: int, votes: int, draft_every: int
         # Four words picked by multiplicative hashing of the id: deterministic, evenly spread.
         connection.execute(
             """
-            INSERT INTO posts (title, content, published, created_at, owner_id)
+            INSERT INTO posts (title, title_folded, content, published, created_at, owner_id)
+            SELECT title, title, content, published, created_at, owner_id FROM (
             SELECT w[1 + (i * 7) %% 64] || ' ' || w[1 + (i * 13 / 7) %% 64] || ' '
-                   || w[1 + (i * 31 / 11) %% 64] || ' ' || w[1 + (i * 101 / 53) %% 64],
-                   'Post number ' || i || ' says something about ' || w[1 + (i * 17) %% 64] || '.',
-                   %(draft_every)s = 0 OR i %% %(draft_every)s <> 0,
-                   timestamptz '2025-02-01 00:00:00+00' + i * interval '1 second',
-                   1 + (i * 7919) %% %(users)s
+                   || w[1 + (i * 31 / 11) %% 64] || ' ' || w[1 + (i * 101 / 53) %% 64] AS title,
+                   'Post number ' || i || ' says something about ' || w[1 + (i * 17) %% 64] || '.' AS content,
+                   %(draft_every)s = 0 OR i %% %(draft_every)s <> 0 AS published,
+                   timestamptz '2025-02-01 00:00:00+00' + i * interval '1 second' AS created_at,
+                   1 + (i * 7919) %% %(users)s AS owner_id
             FROM generate_series(1::bigint, %(posts)s) AS i, (SELECT %(words)s::text[] AS w) AS vocabulary
+            ) AS seeded
             """,
             {"users": users, "posts": posts, "words": WORDS, "draft_every": draft_every},
         )

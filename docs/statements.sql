@@ -198,7 +198,7 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -213,7 +213,7 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY posts.created_at DESC, posts.id DESC
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :pattern ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -231,7 +231,7 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title ILIKE $2 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
@@ -248,7 +248,7 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :pattern ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
@@ -267,10 +267,10 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500) AS recent
-WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title ILIKE $2 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
+WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title_folded LIKE $2::VARCHAR ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
  LIMIT $3 OFFSET $4) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -284,10 +284,10 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500 OFFSET :param_1) AS recent
-WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY recent.created_at DESC, recent.id DESC
+WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND recent.title_folded LIKE :pattern ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -304,13 +304,13 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500) AS recent
-WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title ILIKE $3 ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
+WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title_folded LIKE $3::VARCHAR ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
  LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -324,13 +324,13 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
 WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500 OFFSET :param_1) AS recent
-WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND casefold(recent.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY recent.created_at DESC, recent.id DESC
+WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND recent.title_folded LIKE :pattern ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -418,7 +418,7 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title ILIKE $3 ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -433,7 +433,7 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 ORDER BY posts.created_at DESC, posts.id DESC
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND posts.title_folded LIKE :pattern ESCAPE '/' ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -451,7 +451,7 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title ILIKE $3 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.owner_id = $2::INTEGER AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $4::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $4) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
@@ -468,10 +468,43 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND casefold(posts.title) LIKE casefold(:pattern) ESCAPE '/' = 1 AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.owner_id = :owner_id AND posts.title_folded LIKE :pattern ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- FIRST_PAGE_OF_10 (proves the viewer's account)
+-- parameters: viewer_id, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published OR posts.owner_id = $1::INTEGER ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 10) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $2::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $3::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published = 1 OR posts.owner_id = :viewer_id ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 10 OFFSET :param_1) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
@@ -521,19 +554,19 @@ FROM posts
 WHERE posts.id = :post_id;
 
 -- CREATE_POST (proves the viewer's account)
--- parameters: viewer_id, title, content, published, viewer_generation, viewer_jti
+-- parameters: viewer_id, title, title_folded, content, published, viewer_generation, viewer_jti
 -- PostgreSQL:
-INSERT INTO posts (title, content, published, owner_id) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::BOOLEAN AS anon_3, users.id
+INSERT INTO posts (title, title_folded, content, published, owner_id) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::VARCHAR AS anon_3, $5::BOOLEAN AS anon_4, users.id
 FROM users
-WHERE users.id = $1::INTEGER AND users.token_generation = $5::INTEGER AND NOT (EXISTS (SELECT *
+WHERE users.id = $1::INTEGER AND users.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
-WHERE revoked_tokens.jti = $6::VARCHAR)) RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
+WHERE revoked_tokens.jti = $7::VARCHAR)) RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
 FROM users AS owner
 WHERE owner.id = $1::INTEGER) AS owner_email, (SELECT owner.created_at
 FROM users AS owner
 WHERE owner.id = $1::INTEGER) AS owner_created_at;
 -- SQLite:
-INSERT INTO posts (title, content, published, owner_id) SELECT :title AS anon_1, :content AS anon_2, :published AS anon_3, users.id
+INSERT INTO posts (title, title_folded, content, published, owner_id) SELECT :title AS anon_1, :title_folded AS anon_2, :content AS anon_3, :published AS anon_4, users.id
 FROM users
 WHERE users.id = :viewer_id AND users.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
@@ -544,11 +577,31 @@ FROM users AS owner
 WHERE id = :viewer_id) AS owner_created_at;
 
 -- UPDATE_POST
--- parameters: title, content, published, post_id
+-- parameters: title, title_folded, content, published, post_id
 -- PostgreSQL:
-UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), content=coalesce($2::VARCHAR, posts.content), published=coalesce($3::BOOLEAN, posts.published) WHERE posts.id = $4::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
+UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), title_folded=coalesce($2::VARCHAR, posts.title_folded), content=coalesce($3::VARCHAR, posts.content), published=coalesce($4::BOOLEAN, posts.published) WHERE posts.id = $5::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
 -- SQLite:
-UPDATE posts SET title=coalesce(:title, posts.title), content=coalesce(:content, posts.content), published=coalesce(:published, posts.published) WHERE posts.id = :post_id RETURNING id, title, content, published, created_at, owner_id;
+UPDATE posts SET title=coalesce(:title, posts.title), title_folded=coalesce(:title_folded, posts.title_folded), content=coalesce(:content, posts.content), published=coalesce(:published, posts.published) WHERE posts.id = :post_id RETURNING id, title, content, published, created_at, owner_id;
+
+-- UNFOLDED_TITLES
+-- parameters: none
+-- PostgreSQL:
+SELECT posts.id, posts.title
+FROM posts
+WHERE posts.title_folded IS NULL ORDER BY posts.id
+ LIMIT 500;
+-- SQLite:
+SELECT posts.id, posts.title
+FROM posts
+WHERE posts.title_folded IS NULL ORDER BY posts.id
+ LIMIT 500 OFFSET :param_1;
+
+-- FOLD_TITLE
+-- parameters: title_folded, post_id, read_title
+-- PostgreSQL:
+UPDATE posts SET title_folded=$1::VARCHAR WHERE posts.id = $2::INTEGER AND posts.title = $3::VARCHAR;
+-- SQLite:
+UPDATE posts SET title_folded=:title_folded WHERE posts.id = :post_id AND posts.title = :read_title;
 
 -- DELETE_POST
 -- parameters: post_id

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.config import REPO_ROOT, Settings, driver_urls
 from app.db import models  # noqa: F401  (puts every table on Base.metadata)
 from app.db.base import Base
+from app.db.folding import fold
 from app.db.migrations import alembic_config, create_migration_engine, include_object
 
 # The course's seven steps, in order. Their ids are part of every deployed database
@@ -59,6 +60,8 @@ ADD_PHONE = "936002196a31"
 UNIQUE_EMAILS_IGNORING_CASE = "38ab528790a7"
 # Issue 16 (token generations, revoked tokens): its columns and table, when the chain has it.
 REVOCABLE_TOKENS = "b470f026aa90"
+# Issue 15 (one case folding for search): the folded title.
+FOLDED_TITLES = "0790f43abbfb"
 
 FIRST_REVISIONS = (
     (CREATE_POSTS, "create posts table"),
@@ -84,6 +87,7 @@ SCHEMA_HISTORY: dict[str, tuple[str, dict[str, str]]] = {
             "owner_id": ADD_OWNER,
             "published": ADD_PUBLISHED,
             "created_at": ADD_PUBLISHED,
+            "title_folded": FOLDED_TITLES,
         },
     ),
     "users": (
@@ -365,6 +369,16 @@ def _step_revocable_tokens(connection: Connection, ledger: Ledger) -> None:
     ledger.add("revoked_tokens", jti="a-revoked-token", expires_at=4_102_444_800)
 
 
+def _step_folded_titles(connection: Connection, ledger: Ledger) -> None:
+    for row in ledger.rows["posts"]:
+        row.values["title_folded"] = fold(row.values["title"])  # the backfill: every existing title, folded
+    alice = ledger.id_of("users", email="alice@example.com")
+    values: dict[str, Any] = {"title": "Straße", "title_folded": "strasse", "content": "c", "owner_id": alice}
+    values["published"] = True
+    post_id, created_at = _insert(connection, "posts", "id, created_at", **values)
+    ledger.add("posts", id=post_id, created_at=created_at, **values)
+
+
 # Rows written right after each step (a later revision needs no entry unless it changes the schema).
 STEPS: dict[str, Callable[[Connection, Ledger], None]] = {
     CREATE_POSTS: _step_create_posts,
@@ -376,6 +390,7 @@ STEPS: dict[str, Callable[[Connection, Ledger], None]] = {
     ADD_PHONE: _step_add_phone,
     UNIQUE_EMAILS_IGNORING_CASE: _step_unique_emails_ignoring_case,
     REVOCABLE_TOKENS: _step_revocable_tokens,
+    FOLDED_TITLES: _step_folded_titles,
 }
 
 

@@ -187,6 +187,7 @@ def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_unless
         "pattern": "%visible%",
         "before_id": targets["post_id"] + 1,
         "title": "t",
+        "title_folded": "t",
         "content": "c",
         "published": True,
         "phone_number": "+15550001111",

@@ -51,8 +51,8 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     # Hay post i is i seconds after 2021-01-01: older than the new needles, newer than the old one.
     sql.execute(
         text(
-            "INSERT INTO posts (title, content, published, created_at, owner_id) "
-            "VALUES (:title, 'c', true, :created_at, :owner_id)"
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "VALUES (:title, :title, 'c', true, :created_at, :owner_id)"
         ),
         [
             {
@@ -154,7 +154,43 @@ def test_the_list_without_search_never_uses_the_window(
     client: TestClient, feed: Feed, statements: list[Prepared]
 ) -> None:
     _ids(client, feed.reader, limit=10)
-    assert statements == [queries.LIST_POSTS[False, False]]
+    _ids(client, feed.reader, limit=7, skip=3)
+    assert statements == [queries.first_page(owner=False, keyset=False, limit=10), queries.LIST_POSTS[False, False]]
+
+
+def test_a_first_page_has_its_size_written_in(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
+    """Without `skip`, a page of N posts runs the statement with LIMIT N, and is the same page."""
+    for limit in (1, 10, 37, 100):
+        assert _ids(client, feed.reader, limit=limit) == _ids(client, feed.reader, limit=limit, skip=0)
+    assert _ids(client, feed.reader, limit=5, before_id=feed.hay[3]) == feed.hay[4:9]
+    expected = [queries.first_page(owner=False, keyset=False, limit=n) for n in (1, 1, 10, 10, 37, 37, 100, 100)]
+    assert statements == [*expected, queries.first_page(owner=False, keyset=True, limit=5)]
+    for prepared, size in zip(statements, (1, 1, 10, 10, 37, 37, 100, 100, 5), strict=True):
+        assert f" LIMIT {size}) AS page" in prepared.asyncpg_sql and "OFFSET" not in prepared.asyncpg_sql
+    with pytest.raises(ValueError, match="1 to 100"):
+        queries.first_page(owner=False, keyset=False, limit=101)
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_postgresql_plans_a_first_page_once_per_connection(feed: Feed, sql: Connection, keyset: bool) -> None:
+    """The feed's usual page runs on a generic plan after its first executions: no planning per request."""
+    prepared = queries.first_page(owner=False, keyset=keyset, limit=10)
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    connection.execute(f"PREPARE first_page AS {prepared.asyncpg_sql}")
+    try:
+        values = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+        values["before_id"] = feed.hay[0]
+        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+        for _ in range(7):
+            connection.execute(f"EXECUTE first_page ({arguments})").fetchall()
+        (generic, custom) = connection.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'first_page'"
+        ).fetchone()
+    finally:
+        connection.execute("DEALLOCATE first_page")
+    assert generic >= 2 and custom <= 5, (generic, custom)
 
 
 @needs_postgresql
@@ -166,10 +202,11 @@ def test_postgresql_plans_the_window_once_per_connection(feed: Feed, sql: Connec
     """
     sql.execute(
         text(
-            "INSERT INTO posts (title, content, published, created_at, owner_id) "
-            "SELECT (ARRAY['rust', 'python', 'kafka', 'linux'])[1 + i % 4] || ' ' || (ARRAY['mango', 'tango', 'plum'])"
-            "[1 + i % 3] || ' ' || i, 'c', true, timestamptz '2019-01-01' + i * interval '1 second', :owner_id "
-            "FROM generate_series(1, 60000) AS i"
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT title, title, 'c', true, created_at, :owner_id FROM (SELECT (ARRAY['rust', 'python', 'kafka', "
+            "'linux'])[1 + i % 4] || ' ' || (ARRAY['mango', 'tango', 'plum'])[1 + i % 3] || ' ' || i AS title, "
+            "timestamptz '2019-01-01' + i * interval '1 second' AS created_at "
+            "FROM generate_series(1, 60000) AS i) AS generated"
         ),
         {"owner_id": feed.reader.id},
     )

@@ -30,7 +30,7 @@ def test_the_module_prints_every_statement_for_both_databases() -> None:
     for name in statements._named_statements():
         assert f"-- {name}" in printed
     assert printed.count("-- PostgreSQL:") == printed.count("-- SQLite:") == len(statements._named_statements())
-    assert "ILIKE" in printed and "casefold(" in printed  # the two dialects' spellings of the search
+    assert printed.count("title_folded LIKE") >= 2  # the search, the same SQL for both databases
 
 
 def test_inserts_updates_and_deletes_are_writes_and_nothing_else_is() -> None:

@@ -254,12 +254,6 @@ def _sqlite_app_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
-    # SQLite's own lower() and LIKE fold ASCII only; searches use this (app/db/statements.py).
-    dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
-
-
-def _casefold(value: str | None) -> str | None:
-    return None if value is None else value.casefold()
 
 
 async def open_database(

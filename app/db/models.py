@@ -42,20 +42,31 @@ class Post(Base):
         Index("ix_posts_owner_id", "owner_id"),
         # One author's posts, newest first (`GET /posts/?owner_id=`), keyset paging included.
         Index("ix_posts_owner_id_created_at_id", "owner_id", "created_at", "id"),
-        # Case-insensitive substring search on titles (ILIKE '%...%'); PostgreSQL only,
-        # SQLite scans (see `include_object` in app/db/migrations.py).
+        # Search: a substring of the folded title (LIKE '%...%', app/db/folding.py) is
+        # found through its trigrams; PostgreSQL only, SQLite scans (see `include_object`
+        # in app/db/migrations.py).
         Index(
-            "ix_posts_title_trgm",
-            "title",
+            "ix_posts_title_folded_trgm",
+            "title_folded",
             postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops"},
+            postgresql_ops={"title_folded": "gin_trgm_ops"},
             info={"only_on": "postgresql"},
+        ),
+        # Posts an older Agora wrote without `title_folded`, for the next start to fold.
+        Index(
+            "ix_posts_title_unfolded",
+            "id",
+            postgresql_where=text("title_folded IS NULL"),
+            sqlite_where=text("title_folded IS NULL"),
         ),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String)
+    # `title` with full Unicode case folding (app/db/folding.py), what searches match.
+    # NULL only for a post an older Agora wrote during a deploy, until it is folded.
+    title_folded: Mapped[str | None] = mapped_column(String)
     content: Mapped[str] = mapped_column(String)
     published: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())
