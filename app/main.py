@@ -1,6 +1,7 @@
 """The application: wiring only. `create_app(settings)` builds everything from one `Settings`."""
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -70,7 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # walk it all and showed up as the feed's p99 under load.
         gc.freeze()
         yield
+        # Stopped, and waited for, before its database closes under it (a statement cut off
+        # mid-way on a closed connection left SQLite's worker thread hanging at shutdown).
         folding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await folding
         await app.state.database.close()
 
     telemetry: TelemetryConfig | None = None
