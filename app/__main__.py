@@ -7,13 +7,16 @@ the one-write responses of app/http/serving.py).
 """
 
 import argparse
+import atexit
 import os
+import shutil
 
 import uvicorn
 
 from app.config import settings_or_exit
 from app.db.migrations import upgrade_to_head
 from app.http.logs import configure_logging
+from app.http.metrics import prepare_multiprocess
 from app.http.serving import UVICORN_OPTIONS
 
 
@@ -33,6 +36,10 @@ def main() -> None:
     configure_logging()  # for the migration step; each worker configures its own
     if not args.no_migrate:
         upgrade_to_head()
+    # Several workers add up their metrics through files in one directory, emptied now.
+    metrics_directory = prepare_multiprocess(args.workers)
+    if metrics_directory is not None:
+        atexit.register(shutil.rmtree, metrics_directory, ignore_errors=True)
     print(f"Agora: http://{args.host}:{args.port}  (docs at /docs)", flush=True)
     uvicorn.run(
         "app.main:app",

@@ -7,10 +7,12 @@ command) call `Settings()` themselves.
 
 import secrets
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, IPvAnyNetwork, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -29,6 +31,8 @@ PLACEHOLDER_SECRET_KEYS = frozenset(
     }
 )
 MIN_SECRET_KEY_BYTES = 32
+# Loopback and private ranges: who may read /metrics unless METRICS_ALLOWED_NETWORKS says otherwise.
+DEFAULT_METRICS_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
 def driver_urls(raw_url: str) -> tuple[URL, URL]:
@@ -53,6 +57,34 @@ def driver_urls(raw_url: str) -> tuple[URL, URL]:
     raise ValueError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {backend}://")
 
 
+def rate_limit_storage_scheme(url: str) -> str:
+    """RATE_LIMIT_STORAGE_URL's scheme (memory, redis or rediss); ValueError, saying why, for any other URL.
+
+    The messages leave out the setting's name: pydantic puts it before them.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("memory", "redis", "rediss") or "://" not in url:
+        raise ValueError(
+            "must be memory:// or redis://host:port/db (rediss:// for TLS), "
+            f"got {scheme + '://' if scheme else repr(url)}"
+        )
+    if scheme == "memory":
+        if url.lower() != "memory://":
+            raise ValueError("memory:// takes nothing after the scheme")
+        return scheme
+    try:
+        parts.port  # noqa: B018 (raises ValueError when the port is not a number)
+    except ValueError:
+        raise ValueError("the port of a redis:// URL must be a number") from None
+    if not parts.hostname:
+        raise ValueError("a redis:// URL needs a host (redis://host:port/db)")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError("the path of a redis:// URL is a database number (redis://host:port/0)")
+    return scheme
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -72,12 +104,35 @@ class Settings(BaseSettings):
     DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
     DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=1)
+    # Hot standbys of DATABASE_URL's PostgreSQL (comma-separated postgresql:// URLs) that
+    # serve the feed, search and single-post reads; a user's reads go to the primary
+    # until a standby has replayed that user's last write (README, "Read replicas").
+    DATABASE_READ_URL: str = ""
+    # A standby further behind the primary than this serves nothing until it catches up.
+    DATABASE_READ_MAX_LAG_SECONDS: float = Field(default=5, gt=0)
+    # DATABASE_URL (and DATABASE_READ_URL) lead to PgBouncer in transaction pooling: no
+    # startup parameters, no prepared-statement cache, the statement timeout enforced
+    # by the client (README, "Behind PgBouncer"). Needs MIGRATION_DATABASE_URL.
+    DATABASE_BEHIND_PGBOUNCER: bool = False
+    # Where Alembic connects when not DATABASE_URL: PostgreSQL itself, not PgBouncer
+    # (a migration holds a session: an advisory lock, its lock_timeout).
+    MIGRATION_DATABASE_URL: str = ""
     # How long a migration waits for a table lock before giving up cleanly (PostgreSQL).
     MIGRATION_LOCK_TIMEOUT_MS: int = Field(default=3000, ge=1)
 
     # FastAPI's built-in OpenTelemetry instrumentation; off unless you export traces
     # or metrics (it costs a few percent of every request even with nothing configured).
     TELEMETRY_ENABLED: bool = False
+
+    # Prometheus metrics at GET /metrics (app/http/metrics.py, README "Metrics"). Only clients
+    # in METRICS_ALLOWED_NETWORKS may read them (the address uvicorn gives the request: the
+    # peer's, or X-Forwarded-For's from a proxy in FORWARDED_ALLOW_IPS); any other gets the
+    # 404 of an unknown path. With METRICS_TOKEN set, also only with `Authorization: Bearer <it>`.
+    METRICS_ENABLED: bool = True
+    METRICS_ALLOWED_NETWORKS: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=lambda: [ip_network(n) for n in DEFAULT_METRICS_NETWORKS]
+    )
+    METRICS_TOKEN: str = ""
 
     SECRET_KEY: str = ""
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
@@ -94,9 +149,13 @@ class Settings(BaseSettings):
     # others' are null (README, "Email addresses"). Production deployments should say false.
     PUBLIC_EMAILS: bool = True
 
-    # Brute-force protection (per process: see app/domain/ratelimit.py). Off for benchmarks
-    # and black-box runs that log in many users from one address.
+    # Brute-force protection (app/domain/ratelimit.py). Off for benchmarks and black-box
+    # runs that log in many users from one address.
     RATE_LIMIT_ENABLED: bool = True
+    # Where the limits count: memory:// in each worker process (W workers, W times each
+    # limit), or redis://host:port/db (rediss:// for TLS) shared by every worker and host.
+    # Unreachable Redis: requests go through unlimited, logged, and /ready says degraded.
+    RATE_LIMIT_STORAGE_URL: str = "memory://"
     RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=1)
     RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT: int = Field(default=5, ge=1)
     RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS: int = Field(default=20, ge=1)
@@ -120,6 +179,17 @@ class Settings(BaseSettings):
             data["CORS_ORIGINS"] = [o.strip() for o in origins.split(",") if o.strip()]
         return data
 
+    @field_validator("RATE_LIMIT_STORAGE_URL")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: str) -> str:
+        rate_limit_storage_scheme(value)  # fail at start-up, not at the first login
+        return value
+
+    @field_validator("METRICS_ALLOWED_NETWORKS", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        return [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_secret_and_origins(self) -> "Settings":
         if "*" in self.CORS_ORIGINS:
@@ -139,6 +209,28 @@ class Settings(BaseSettings):
         driver_urls(self.DATABASE_URL)  # fail at start-up, not at first query
         return self
 
+    @model_validator(mode="after")
+    def _check_replicas_and_pgbouncer(self) -> "Settings":
+        on_postgresql = driver_urls(self.DATABASE_URL)[0].get_backend_name() == "postgresql"
+        for url in self.read_database_urls:
+            if url.get_backend_name() != "postgresql" or not on_postgresql:
+                raise ValueError("DATABASE_READ_URL lists hot standbys of DATABASE_URL: postgresql:// URLs only")
+        if self.MIGRATION_DATABASE_URL:
+            driver_urls(self.MIGRATION_DATABASE_URL)
+        if self.DATABASE_BEHIND_PGBOUNCER and not on_postgresql:
+            raise ValueError("DATABASE_BEHIND_PGBOUNCER needs a postgresql:// DATABASE_URL (PgBouncer's address)")
+        if self.DATABASE_BEHIND_PGBOUNCER and not self.MIGRATION_DATABASE_URL:
+            raise ValueError(
+                "DATABASE_BEHIND_PGBOUNCER needs MIGRATION_DATABASE_URL, a postgresql:// URL of the primary itself: "
+                "migrations hold a session (advisory lock, lock_timeout) that transaction pooling does not keep"
+            )
+        return self
+
+    @cached_property
+    def read_database_urls(self) -> tuple[URL, ...]:
+        """DATABASE_READ_URL's standbys, for the application (asyncpg)."""
+        return tuple(driver_urls(url.strip())[1] for url in self.DATABASE_READ_URL.split(",") if url.strip())
+
     @property
     def secret_key_is_ephemeral(self) -> bool:
         """True when no usable SECRET_KEY was set and a random one stands in."""
@@ -146,8 +238,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def sync_database_url(self) -> URL:
-        """URL for Alembic and other synchronous tools (sqlite3 / psycopg)."""
-        return driver_urls(self.DATABASE_URL)[0]
+        """URL for Alembic and other synchronous tools (sqlite3 / psycopg): MIGRATION_DATABASE_URL when set."""
+        return driver_urls(self.MIGRATION_DATABASE_URL or self.DATABASE_URL)[0]
 
     @cached_property
     def async_database_url(self) -> URL:

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from app.api.errors import install_error_handlers
-from app.api.routes import auth, health, posts, users, votes
+from app.api.routes import auth, health, metrics, posts, users, votes
 from app.api.schemas import VoteIn
 from app.config import Settings
 from app.db.backends import Database, open_database
@@ -22,11 +22,12 @@ from app.db.errors import DatabaseUnavailable
 from app.db.migrations import head_revision
 from app.domain import accounts
 from app.domain.posts import Feed, fold_missing_titles
-from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
+from app.domain.ratelimit import RateLimits
 from app.http.admission import Admission
 from app.http.docs import mount_docs
 from app.http.logs import configure_logging
 from app.http.methods import HeadAsGet, add_method_fallbacks
+from app.http.metrics import RequestMetrics, worker_metrics
 from app.http.middleware import RequestContextMiddleware
 from app.security import COURSE_BCRYPT_ROUNDS, Passwords, Tokens
 
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connect_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
             statement_timeout_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
             write_reserve=settings.DATABASE_WRITE_RESERVE,
+            behind_pgbouncer=settings.DATABASE_BEHIND_PGBOUNCER,
+            read_urls=settings.read_database_urls,
+            max_lag_seconds=settings.DATABASE_READ_MAX_LAG_SECONDS,
+            write_marks_url=shared_storage_url(settings),
         )
         app.state.head_revision = head_revision()
         await calibrate_login_floor(app.state.passwords, app.state.database)
@@ -70,12 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # process: keep it out of the garbage collector's full passes, which otherwise
         # walk it all and showed up as the feed's p99 under load.
         gc.freeze()
-        yield
+        # Counts this worker, and has its pools reported at each scrape (app/http/metrics.py).
+        async with worker_metrics(app.state.database.report_pool_sizes if settings.METRICS_ENABLED else None):
+            yield
         # Stopped, and waited for, before its database closes under it (a statement cut off
         # mid-way on a closed connection left SQLite's worker thread hanging at shutdown).
         folding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await folding
+        if app.state.rate_limits is not None:
+            app.state.rate_limits.storage.close()  # Redis connections, when RATE_LIMIT_STORAGE_URL is one
         await app.state.database.close()
 
     telemetry: TelemetryConfig | None = None
@@ -114,10 +123,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admission=Admission(settings.MAX_REQUESTS_IN_FLIGHT, settings.ADMISSION_WAIT_SECONDS)
         if settings.MAX_REQUESTS_IN_FLIGHT
         else None,
+        metrics=RequestMetrics() if settings.METRICS_ENABLED else None,
     )
     install_error_handlers(app)
     for module in (posts, users, auth, votes, health):
         app.include_router(module.router)
+    if settings.METRICS_ENABLED:
+        app.include_router(metrics.router)  # GET /metrics, out of the OpenAPI document
     mount_docs(app)
     add_method_fallbacks(app)  # last: 405 with every method of the path
     app.openapi = exact_integer_bounds(app.openapi)  # type: ignore[method-assign]
@@ -165,14 +177,21 @@ def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[],
     return openapi
 
 
+def shared_storage_url(settings: Settings) -> str | None:
+    """RATE_LIMIT_STORAGE_URL when it is Redis: where standbys' read-your-writes marks are shared too."""
+    url = settings.RATE_LIMIT_STORAGE_URL
+    return url if url.startswith(("redis://", "rediss://")) else None
+
+
 def rate_limits(settings: Settings) -> RateLimits | None:
     if not settings.RATE_LIMIT_ENABLED:
         return None
-    window = settings.RATE_LIMIT_WINDOW_SECONDS
-    return RateLimits(
-        failed_logins_per_address=SlidingWindowLimiter(settings.RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS, window),
-        failed_logins_per_account=SlidingWindowLimiter(settings.RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT, window),
-        registrations_per_address=SlidingWindowLimiter(settings.RATE_LIMIT_REGISTRATIONS_PER_ADDRESS, window),
+    return RateLimits.build(
+        settings.RATE_LIMIT_STORAGE_URL,
+        settings.RATE_LIMIT_WINDOW_SECONDS,
+        failed_logins_per_address=settings.RATE_LIMIT_FAILED_LOGINS_PER_ADDRESS,
+        failed_logins_per_account=settings.RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT,
+        registrations_per_address=settings.RATE_LIMIT_REGISTRATIONS_PER_ADDRESS,
     )
 
 

@@ -7,28 +7,23 @@ PostgreSQL pass of the suite (TEST_DATABASE_URL), where those binaries exist.
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 from conftest import PASSWORD, needs_postgresql
 from fastapi.testclient import TestClient
+from own_servers import OwnPostgres, new_primary, remove
 from sqlalchemy import text
 
 from app.config import Settings, driver_urls
 from app.db.backends import PostgresDatabase, Prepared, open_database
 from app.db.errors import DatabaseUnavailable
-from app.db.migrations import upgrade_to_head
 from app.main import create_app
 
 pytestmark = needs_postgresql
@@ -36,78 +31,13 @@ pytestmark = needs_postgresql
 TIMEOUT_SECONDS = 2  # connect and statement timeouts of the app under test
 
 
-def _server_binaries() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
-    return candidates[0].parent if candidates else None
-
-
-@dataclass
-class OwnPostgres:
-    bin: Path
-    data: Path
-    port: int
-    log: Path
-    as_postgres: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/outage_test"
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run(
-            [*self.as_postgres, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", *args],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.ctl("-o", options, "start")
-
-    def stop(self) -> None:
-        self.ctl("-m", "fast", "stop")
-
-    def processes(self) -> list[int]:
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-        return [postmaster, *map(int, children)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[OwnPostgres]:
-    binaries = _server_binaries()
-    if binaries is None or shutil.which("pgrep") is None:
-        pytest.skip("needs the PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
-    home = Path(tempfile.mkdtemp(prefix="agora-outage-"))
-    home.chmod(0o755)
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(home, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    server = OwnPostgres(binaries, home / "data", _free_port(), home / "postgres.log", as_postgres)
-    subprocess.run(
-        [*as_postgres, str(binaries / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
-    server.start()
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres", autocommit=True) as connection:
-        connection.execute("CREATE DATABASE outage_test")
-    upgrade_to_head(server.url)
+    server = new_primary("agora-outage-")
     try:
         yield server
     finally:
-        subprocess.run(
-            [*as_postgres, str(binaries / "pg_ctl"), "-D", str(server.data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(home, ignore_errors=True)
+        remove(server)
 
 
 @pytest.fixture

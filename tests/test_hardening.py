@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pwdlib.hashers.bcrypt import BcryptHasher
 from sqlalchemy import Connection, text
 
-from app.domain.ratelimit import SlidingWindowLimiter
+from app.domain.ratelimit import RateLimits
 from app.http.admission import Admission
 from app.http.logs import BufferedStreamHandler, JsonLogFormatter
 from app.http.middleware import RequestContextMiddleware
@@ -31,44 +31,30 @@ def login(client: TestClient, email: str, password: str) -> Any:
     return client.post("/login", data={"username": email, "password": password})
 
 
-# --- the limiter itself ------------------------------------------------------------
+# --- the limits themselves ---------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+def test_a_limit_refuses_after_the_limit_and_forgets_after_the_window() -> None:
+    async def scenario() -> list[int | None]:
+        limits = RateLimits.build(
+            "memory://", 1, failed_logins_per_address=3, failed_logins_per_account=3, registrations_per_address=3
+        )
+        limit, answers = limits.failed_logins_per_account, []
+        for _ in range(3):
+            answers.append(await limit.retry_after("k"))
+            await limit.hit("k")
+        answers.append(await limit.retry_after("k"))  # the limit reached: 1 s, the window
+        answers.append(await limits.failed_logins_per_address.retry_after("k"))  # another limit, another key
+        answers.append(await limit.retry_after("other"))
+        await asyncio.sleep(1.05)
+        answers.append(await limit.retry_after("k"))  # the window has passed
+        for _ in range(3):
+            await limit.hit("k")
+        await limit.reset("k")
+        answers.append(await limit.retry_after("k"))
+        return answers
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_limiter_refuses_after_the_limit_and_forgets_after_the_window() -> None:
-    clock = FakeClock()
-    limiter = SlidingWindowLimiter(3, 60, clock=clock)
-    for _ in range(3):
-        assert limiter.retry_after("k") is None
-        limiter.hit("k")
-        clock.now += 10
-    assert limiter.retry_after("k") == 30  # the first event leaves the window at t=60
-    assert limiter.retry_after("other") is None
-    clock.now += 30
-    assert limiter.retry_after("k") is None
-    limiter.hit("k")
-    assert limiter.retry_after("k") == 10
-    limiter.reset("k")
-    assert limiter.retry_after("k") is None
-
-
-def test_the_limiter_forgets_idle_keys() -> None:
-    clock = FakeClock()
-    limiter = SlidingWindowLimiter(1, 60, clock=clock)
-    for n in range(5000):
-        limiter.hit(f"address-{n}")
-        clock.now += 0.1
-    clock.now += 120
-    for n in range(2048):
-        limiter.hit(f"fresh-{n}")
-    assert len(limiter._events) <= 2048 + 1024
+    assert asyncio.run(scenario()) == [None, None, None, 1, None, None, None, None]
 
 
 # --- brute force over HTTP ---------------------------------------------------------

@@ -15,8 +15,9 @@ from app.db.backends import Database, Row
 from app.domain import posts
 from app.domain.errors import NotAuthenticated
 from app.domain.posts import Feed
-from app.domain.ratelimit import RateLimits, SlidingWindowLimiter
+from app.domain.ratelimit import Limit, RateLimits
 from app.domain.viewer import Viewer
+from app.http import metrics
 from app.security import Passwords, Tokens
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="login")
@@ -116,12 +117,14 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def enforce_rate_limit(limiter: SlidingWindowLimiter | None, key: str, what: str) -> None:
-    """429 with Retry-After when `key` has used up its allowance (no-op when limits are off)."""
-    retry_after = limiter.retry_after(key) if limiter is not None else None
-    if retry_after is not None:
-        raise HTTPException(
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"Too many {what}; try again in {retry_after} seconds",
-            headers={"Retry-After": str(retry_after)},
-        )
+async def enforce_rate_limit(limit: Limit | None, key: str, what: str) -> None:
+    """429 with Retry-After when `key` has used up its allowance (no-op when limits are off, or their
+    storage is unreachable: app/domain/ratelimit.py fails open)."""
+    if limit is None or (retry_after := await limit.retry_after(key)) is None:
+        return
+    metrics.rate_limit_refused(limit.name)
+    raise HTTPException(
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many {what}; try again in {retry_after} seconds",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -188,6 +188,7 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
         .where(VIEWER_EXISTS)
         .order_by(subquery.c.created_at.desc(), subquery.c.id.desc()),
         proves_viewer=True,
+        replica_ok=True,  # a hot standby may answer (app/db/replicas.py)
     )
 
 

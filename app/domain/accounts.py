@@ -31,6 +31,8 @@ async def register(
     )
     if not rows:
         raise Conflict("An account with this email already exists")
+    # Its first reads must find it (standbys: app/db/replicas.py).
+    await database.note_write(rows[0]["id"])
     return rows[0]
 
 

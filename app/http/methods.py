@@ -27,7 +27,8 @@ class HeadAsGet:
     """HEAD is GET without the body (RFC 9110 §9.3.2): run it as GET, send only the head.
 
     The scope is copied, not changed: the layers outside (access log, CORS) and the server still
-    see HEAD, and a server that skips HEAD bodies by itself (uvicorn) keeps doing so.
+    see HEAD, and a server that skips HEAD bodies by itself (uvicorn) keeps doing so. Only the
+    route routing chose is copied back, afterwards.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -44,7 +45,14 @@ class HeadAsGet:
             elif not message.get("more_body", False):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        await self.app({**scope, "method": "GET"}, receive, send_head_only)
+        get = {**scope, "method": "GET"}
+        try:
+            await self.app(get, receive, send_head_only)
+        finally:
+            # What routing found, for the metrics outside (their route label: app/http/metrics.py).
+            for key in ("route", "endpoint"):
+                if key in get:
+                    scope[key] = get[key]
 
 
 def route_path(scope: Scope) -> str:

@@ -1,4 +1,4 @@
-"""HTTP hygiene in one pure-ASGI layer: body limit, request ids, security headers, access log.
+"""HTTP hygiene in one pure-ASGI layer: body limit, request ids, security headers, access log, metrics.
 
 The access log's format and handler are in app/http/logs.py.
 
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.admission import Admission
 from app.http.logs import request_id_var
+from app.http.metrics import RequestMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
 # An id a client or proxy sends is kept if it is short and plain; anything else is replaced.
@@ -61,12 +62,19 @@ ALWAYS_ADMITTED = frozenset({"/health", "/health/"})
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True, admission: Admission | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool = True,
+        admission: Admission | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.admission = admission  # load shedding (app/http/admission.py); None: no bound
+        self.metrics = metrics  # app/http/metrics.py; None: not recorded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,6 +140,9 @@ class RequestContextMiddleware:
         finally:
             if admitted and admission is not None:
                 admission.leave()
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(scope, status, elapsed)
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
                 # A record made directly: Logger.info would also look up the caller's frame
                 # (findCaller) on every request, for a field the format never shows.
@@ -148,7 +159,7 @@ class RequestContextMiddleware:
                         "method": scope["method"],
                         "path": path,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                         "client": (scope.get("client") or ("-",))[0],
                     },
                 )

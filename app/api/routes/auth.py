@@ -75,20 +75,20 @@ async def login(
     email, address = login_email(form.username), client_address(request)
     if limits is not None:
         # Checked before any hashing: a refused attempt costs the server nothing.
-        enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
+        await enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
     account = await accounts.find_login(database, email)
     key = accounts.login_key(account, email)
     if limits is not None:
-        enforce_rate_limit(limits.failed_logins_per_account, key, "failed logins for this account")
+        await enforce_rate_limit(limits.failed_logins_per_account, key, "failed logins for this account")
     user_id = await accounts.check_password(database, passwords, account, form.password)
     if user_id is None:
         if limits is not None:
-            limits.failed_logins_per_address.hit(address)
-            limits.failed_logins_per_account.hit(key)
+            await limits.failed_logins_per_address.hit(address)
+            await limits.failed_logins_per_account.hit(key)
         await passwords.pad_failure(started)
         raise NotAuthenticated("Invalid credentials")
     if limits is not None:
-        limits.failed_logins_per_account.reset(key)
+        await limits.failed_logins_per_account.reset(key)
     assert account is not None  # a password matched
     return Token(access_token=tokens.issue(user_id, account["token_generation"]))
 

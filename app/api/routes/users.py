@@ -53,8 +53,8 @@ async def create_user(
     """Create an account; the email must not be registered yet (compared case-insensitively)."""
     if limits is not None:
         address = client_address(request)
-        enforce_rate_limit(limits.registrations_per_address, address, "registrations from your address")
-        limits.registrations_per_address.hit(address)
+        await enforce_rate_limit(limits.registrations_per_address, address, "registrations from your address")
+        await limits.registrations_per_address.hit(address)
     account = await accounts.register(
         database, passwords, email=body.email, password=body.password, phone_number=body.phone_number
     )
@@ -87,15 +87,15 @@ async def confirm_password(
     address, key = client_address(request), accounts.account_key(viewer.id)
     if limits is not None:
         # Checked before any hashing, as at login: a refused attempt costs the server nothing.
-        enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
-        enforce_rate_limit(limits.failed_logins_per_account, key, "failed logins for this account")
+        await enforce_rate_limit(limits.failed_logins_per_address, address, "failed logins from your address")
+        await enforce_rate_limit(limits.failed_logins_per_account, key, "failed logins for this account")
     if await accounts.password_matches(passwords, password_hash, password):
         if limits is not None:
-            limits.failed_logins_per_account.reset(key)
+            await limits.failed_logins_per_account.reset(key)
         return
     if limits is not None:
-        limits.failed_logins_per_address.hit(address)
-        limits.failed_logins_per_account.hit(key)
+        await limits.failed_logins_per_address.hit(address)
+        await limits.failed_logins_per_account.hit(key)
     await passwords.pad_failure(started)
     raise Forbidden("The password is not correct")
 
