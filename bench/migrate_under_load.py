@@ -56,7 +56,7 @@ COURSE_HEAD = "c47ecbf163d4"
 ADOPTION_POINT = "936002196a31"
 ADOPTED_MARKER = f"agora: adopted from the course app at {COURSE_HEAD}"
 # The revisions that build indexes, oldest first (208054a49a86 exists since issue 14).
-INDEX_REVISIONS = ("208054a49a86", "38ab528790a7", "d3a3882d73c8")
+INDEX_REVISIONS = ("208054a49a86", "38ab528790a7", "d3a3882d73c8", "0790f43abbfb")
 
 
 def say(message: str) -> None:
