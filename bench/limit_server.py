@@ -15,8 +15,9 @@ Environment: LIMIT_DATABASE_URL (required), LIMIT_SECRET_KEY (required, the HS25
 LIMIT_POOL_SIZE (connections per worker, 8), LIMIT_TOKEN_MINUTES (token lifetime, 60).
 
     POST /login     form username (email), password  -> 200 {access_token, token_type} | 401
-    GET  /posts/    ?limit=1..100 (10) &skip=0.. &search=  -> 200 [{"Post": {..., owner}, "votes": n}]
-    GET  /posts/ID  -> 200 {"Post": {..., owner}, "votes": n} | 404
+    GET  /posts/    ?limit=1..100 (10) &skip=0.. &search=  -> 200 [{"Post": {..., owner}, "votes": n, "voted": b}]
+                    (a full page: Link: <...?before_id=<last id>>; rel="next", the other parameters kept)
+    GET  /posts/ID  -> 200 {"Post": {..., owner}, "votes": n, "voted": b} | 404
     POST /posts/    JSON {title, content, published=true} -> 201 {id, title, ..., owner}
     POST /vote/     JSON {post_id, dir}: 1 adds (201; 409 if already there), 0 removes (201; 404 if none)
     GET  /health    -> 200 {"status": "ok"} (no database)
@@ -61,12 +62,13 @@ VERIFIED_TOKENS_MAX = 10_000
 _VISIBLE = "(published OR owner_id = $1)"
 _ROW = "p.id, p.title, p.content, p.published, p.created_at, p.owner_id, u.email, u.created_at"
 _VOTES = "(SELECT count(*) FROM votes v WHERE v.post_id = p.id)"
+_VOTED = "(SELECT 1 FROM votes v WHERE v.user_id = $1 AND v.post_id = p.id) IS NOT NULL"
 _PAGE_FROM = "SELECT id, title, content, published, created_at, owner_id FROM posts WHERE " + _VISIBLE
 
 
 def _with_owner_and_votes(page: str) -> str:
     return (
-        f"SELECT {_ROW}, {_VOTES} FROM ({page}) AS p JOIN users u ON u.id = p.owner_id"
+        f"SELECT {_ROW}, {_VOTES}, {_VOTED} FROM ({page}) AS p JOIN users u ON u.id = p.owner_id"
         " ORDER BY p.created_at DESC, p.id DESC"
     )
 
@@ -194,8 +196,20 @@ def post_fields(row: Any) -> dict[str, Any]:
     }
 
 
+def next_page_link(scope: Scope, last_id: int) -> bytes:
+    """The next page: the same query string without skip and before_id, keyset-paged from `last_id`."""
+    kept = [
+        pair
+        for pair in scope["query_string"].split(b"&")
+        if pair and pair.partition(b"=")[0] not in (b"skip", b"before_id")
+    ]
+    kept.append(b"before_id=%d" % last_id)
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return b"<" + path + b"?" + b"&".join(kept) + b'>; rel="next"'
+
+
 def post_and_votes(row: Any) -> dict[str, Any]:
-    return {"Post": post_fields(row), "votes": row[8]}
+    return {"Post": post_fields(row), "votes": row[8], "voted": row[9]}
 
 
 # --- the service ----------------------------------------------------------------
@@ -296,7 +310,8 @@ class Limit:
             rows = await self.pool.fetch(SQL_SEARCH, user_id, limit, skip, like_literal(search))
         else:
             rows = await self.pool.fetch(SQL_FEED, user_id, limit, skip)
-        await reply(send, 200, [post_and_votes(row) for row in rows])
+        headers = [(b"link", next_page_link(scope, rows[-1][0]))] if len(rows) == limit else None
+        await reply(send, 200, [post_and_votes(row) for row in rows], headers)
 
     async def read_post(self, user_id: int, id_text: str, send: Send) -> None:
         post_id = query_int(id_text, "post id", 1, MAX_INT8)

@@ -511,6 +511,43 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
+-- PAGE_OF_10_WITHIN_32 (proves the viewer's account)
+-- parameters: viewer_id, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT reachable.id AS id, reachable.title AS title, reachable.content AS content, reachable.published AS published, reachable.created_at AS created_at, reachable.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published OR posts.owner_id = $1::INTEGER ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 32) AS reachable ORDER BY reachable.created_at DESC, reachable.id DESC
+ LIMIT 10 OFFSET $2) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $3::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $4::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT reachable.id AS id, reachable.title AS title, reachable.content AS content, reachable.published AS published, reachable.created_at AS created_at, reachable.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM posts
+WHERE posts.published = 1 OR posts.owner_id = :viewer_id ORDER BY posts.created_at DESC, posts.id DESC
+ LIMIT 32 OFFSET :param_1) AS reachable ORDER BY reachable.created_at DESC, reachable.id DESC
+ LIMIT 10 OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
 -- POST_DETAIL (proves the viewer's account)
 -- parameters: viewer_id, post_id, viewer_generation, viewer_jti
 -- PostgreSQL:

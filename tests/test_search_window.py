@@ -24,6 +24,7 @@ HAY = WINDOW + 20
 
 @dataclass
 class Feed:
+    author: Account
     reader: Account
     new_needles: list[int]  # newest first
     old_needle: int
@@ -70,7 +71,7 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     if IS_POSTGRESQL:
         sql.exec_driver_sql("ANALYZE posts")
     client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
-    yield Feed(reader, new_needles, old_needle, hay)
+    yield Feed(author, reader, new_needles, old_needle, hay)
     client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
 
 
@@ -155,7 +156,10 @@ def test_the_list_without_search_never_uses_the_window(
 ) -> None:
     _ids(client, feed.reader, limit=10)
     _ids(client, feed.reader, limit=7, skip=3)
-    assert statements == [queries.first_page(owner=False, keyset=False, limit=10), queries.LIST_POSTS[False, False]]
+    assert statements == [
+        queries.feed_page(owner=False, keyset=False, limit=10, skip=0),
+        queries.feed_page(owner=False, keyset=False, limit=7, skip=3),
+    ]
 
 
 def test_a_first_page_has_its_size_written_in(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
@@ -163,27 +167,71 @@ def test_a_first_page_has_its_size_written_in(client: TestClient, feed: Feed, st
     for limit in (1, 10, 37, 100):
         assert _ids(client, feed.reader, limit=limit) == _ids(client, feed.reader, limit=limit, skip=0)
     assert _ids(client, feed.reader, limit=5, before_id=feed.hay[3]) == feed.hay[4:9]
-    expected = [queries.first_page(owner=False, keyset=False, limit=n) for n in (1, 1, 10, 10, 37, 37, 100, 100)]
-    assert statements == [*expected, queries.first_page(owner=False, keyset=True, limit=5)]
-    for prepared, size in zip(statements, (1, 1, 10, 10, 37, 37, 100, 100, 5), strict=True):
+    sizes = (1, 1, 10, 10, 37, 37, 100, 100)
+    expected = [queries.feed_page(owner=False, keyset=False, limit=n, skip=0) for n in sizes]
+    assert statements == [*expected, queries.feed_page(owner=False, keyset=True, limit=5, skip=0)]
+    for prepared, size in zip(statements, (*sizes, 5), strict=True):
         assert f" LIMIT {size}) AS page" in prepared.asyncpg_sql and "OFFSET" not in prepared.asyncpg_sql
     with pytest.raises(ValueError, match="1 to 100"):
-        queries.first_page(owner=False, keyset=False, limit=101)
+        queries.feed_page(owner=False, keyset=False, limit=101, skip=0)
+
+
+@pytest.mark.parametrize(("limit", "skip", "reach"), [(10, 1, 16), (10, 22, 32), (3, 29, 32), (100, 413, 1024)])
+def test_a_page_with_skip_has_its_size_and_reach_written_in(
+    client: TestClient, feed: Feed, statements: list[Prepared], limit: int, skip: int, reach: int
+) -> None:
+    """With `skip`, the page is the same page, taken from the first `reach` posts (a power of two ≥ skip + limit)."""
+    whole_feed = [*feed.new_needles, *feed.hay, feed.old_needle]
+    assert _ids(client, feed.reader, limit=limit, skip=skip) == whole_feed[skip : skip + limit]
+    authors_posts = [*feed.new_needles, *feed.hay, feed.old_needle]
+    assert (
+        _ids(client, feed.reader, limit=limit, skip=skip, owner_id=feed.author.id) == authors_posts[skip : skip + limit]
+    )
+    assert (
+        _ids(client, feed.reader, limit=limit, skip=skip, before_id=feed.new_needles[0])
+        == whole_feed[skip + 1 : skip + 1 + limit]
+    )
+    assert statements[:3] == [
+        queries.feed_page(owner=owner, keyset=keyset, limit=limit, skip=skip)
+        for owner, keyset in ((False, False), (True, False), (False, True))
+    ]
+    for prepared in statements[:3]:
+        assert f" LIMIT {reach}) AS reachable" in prepared.asyncpg_sql
+        assert f" LIMIT {limit} OFFSET $" in prepared.asyncpg_sql
+
+
+def test_a_page_past_the_reach_bound_is_planned_for_its_values(
+    client: TestClient, feed: Feed, statements: list[Prepared], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "MAX_REACH", 64)
+    whole_feed = [*feed.new_needles, *feed.hay, feed.old_needle]
+    assert _ids(client, feed.reader, limit=10, skip=54) == whole_feed[54:64]
+    assert _ids(client, feed.reader, limit=10, skip=55) == whole_feed[55:65]
+    assert statements == [
+        queries.feed_page(owner=False, keyset=False, limit=10, skip=54),
+        queries.LIST_POSTS[False, False],
+    ]
 
 
 @needs_postgresql
 @pytest.mark.parametrize("keyset", [False, True])
-def test_postgresql_plans_a_first_page_once_per_connection(feed: Feed, sql: Connection, keyset: bool) -> None:
-    """The feed's usual page runs on a generic plan after its first executions: no planning per request."""
-    prepared = queries.first_page(owner=False, keyset=keyset, limit=10)
+@pytest.mark.parametrize("skips", [[0], [17, 18, 19, 20, 21, 22, 17]], ids=["first page", "skip"])
+def test_postgresql_plans_a_feed_page_once_per_connection(
+    feed: Feed, sql: Connection, keyset: bool, skips: list[int]
+) -> None:
+    """The feed's usual pages run on a generic plan after their first executions: no planning per request."""
+    prepared = queries.feed_page(owner=False, keyset=keyset, limit=10, skip=skips[0])
+    assert prepared is not None
+    assert all(queries.feed_page(owner=False, keyset=keyset, limit=10, skip=skip) is prepared for skip in skips)
     connection = sql.connection.driver_connection
     assert connection is not None
     connection.execute(f"PREPARE first_page AS {prepared.asyncpg_sql}")
     try:
         values = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
         values["before_id"] = feed.hay[0]
-        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
-        for _ in range(7):
+        for number in range(7):
+            values["skip"] = skips[number % len(skips)]
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
             connection.execute(f"EXECUTE first_page ({arguments})").fetchall()
         (generic, custom) = connection.execute(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'first_page'"

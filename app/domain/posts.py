@@ -110,9 +110,11 @@ class Feed:
         if keyset:
             params["before_id"] = before_id
         rows: Sequence[Row]
-        if not search and skip == 0:  # the usual page: a statement PostgreSQL plans once (see first_page)
-            first = statements.first_page(owner=owner_id is not None, keyset=keyset, limit=limit)
-            rows = await viewer.fetch(first, params if owner_id is None else {**params, "owner_id": owner_id})
+        # The usual page: a statement PostgreSQL plans once per connection (see feed_page).
+        owner = owner_id is not None
+        planned_once = None if search else statements.feed_page(owner=owner, keyset=keyset, limit=limit, skip=skip)
+        if planned_once is not None:
+            rows = await viewer.fetch(planned_once, {**params, "owner_id": owner_id} if owner else params)
         elif owner_id is not None:
             # The author's index serves every page; no search window.
             rows = await viewer.fetch(statements.OWNER_POSTS[bool(search), keyset], {**params, "owner_id": owner_id})
