@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
             connect_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
             statement_timeout_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
+            search_timeout_ms=settings.SEARCH_TIMEOUT_MS,
             write_reserve=settings.DATABASE_WRITE_RESERVE,
             behind_pgbouncer=settings.DATABASE_BEHIND_PGBOUNCER,
             read_urls=settings.read_database_urls,

@@ -188,7 +188,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- LIST_POSTS[True, False] (proves the viewer's account)
+-- LIST_POSTS[True, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -221,7 +221,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- LIST_POSTS[True, True] (proves the viewer's account)
+-- LIST_POSTS[True, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, pattern, before_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -258,7 +258,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- RECENT_SEARCH[False] (proves the viewer's account)
+-- RECENT_SEARCH[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -295,7 +295,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- RECENT_SEARCH[True] (proves the viewer's account)
+-- RECENT_SEARCH[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, before_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -408,7 +408,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- OWNER_POSTS[True, False] (proves the viewer's account)
+-- OWNER_POSTS[True, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, owner_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -441,7 +441,7 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- OWNER_POSTS[True, True] (proves the viewer's account)
+-- OWNER_POSTS[True, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, owner_id, pattern, before_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1

@@ -141,6 +141,31 @@ def check_statement_timeout(setup: Setup, api: TestClient) -> None:
 
 @needs_postgresql
 @needs_pgbouncer
+def test_a_search_is_stopped_at_its_own_shorter_timeout(setup: Setup, api: TestClient) -> None:
+    """Behind PgBouncer too, a search is cancelled after SEARCH_TIMEOUT_MS, long before the statement timeout."""
+    shorter = settings(setup, DATABASE_STATEMENT_TIMEOUT_MS=STATEMENT_TIMEOUT_MS, SEARCH_TIMEOUT_MS=200)
+    with TestClient(create_app(shorter)) as impatient:
+        assert impatient.post("/users/", json={"email": "seeker@example.com", "password": PASSWORD}).status_code == 201
+        login = impatient.post("/login", data={"username": "seeker@example.com", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        with psycopg.connect(setup.primary.url) as locker:
+            locker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            response = impatient.get("/posts/?search=anything", headers=headers)
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"].startswith("The search took longer than 200 ms and was stopped.")
+            assert 0.2 <= took < 0.6, took
+            deadline = time.monotonic() + 2
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            while setup.primary.query(waiting) != [(0,)]:
+                assert time.monotonic() < deadline, "the stopped search still runs on the server"
+                time.sleep(0.05)
+        assert impatient.get("/posts/?search=anything", headers=headers).status_code == 200
+
+
+@needs_postgresql
+@needs_pgbouncer
 def test_without_the_setting_pgbouncer_refuses_the_app(setup: Setup) -> None:
     """What DATABASE_BEHIND_PGBOUNCER is for: asyncpg's startup statement_timeout is refused."""
     direct_style = settings(setup, DATABASE_BEHIND_PGBOUNCER=False, DATABASE_CONNECT_TIMEOUT_SECONDS=2)

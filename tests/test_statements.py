@@ -4,8 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+from sqlalchemy import select
+
 from app.config import REPO_ROOT
 from app.db import statements
+from app.db.backends import Prepared
 
 STATEMENTS_SQL = REPO_ROOT / "docs" / "statements.sql"
 
@@ -39,3 +43,19 @@ def test_inserts_updates_and_deletes_are_writes_and_nothing_else_is() -> None:
         sql = prepared.asyncpg_sql.lstrip().upper()
         is_write = sql.startswith(("INSERT", "UPDATE", "DELETE"))
         assert prepared.writes == is_write, name
+
+
+def test_the_statements_that_match_a_search_and_only_they_have_the_search_timeout() -> None:
+    """`Prepared.searches` decides which statements SEARCH_TIMEOUT_MS stops; a search cannot be built unmarked."""
+    named = statements._named_statements()
+    matching = {name for name, prepared in named.items() if "title_folded LIKE" in prepared.asyncpg_sql}
+    assert matching == {name for name, prepared in named.items() if prepared.searches}
+    assert matching == {
+        *(f"RECENT_SEARCH[{keyset}]" for keyset in (False, True)),
+        *(f"{kind}[True, {keyset}]" for kind in ("LIST_POSTS", "OWNER_POSTS") for keyset in (False, True)),
+    }
+    unmarked = select(statements.posts.c.id).where(statements.matches_folded(statements.posts))
+    with pytest.raises(ValueError, match="searches"):
+        Prepared.of(unmarked)
+    with pytest.raises(ValueError, match="searches"):
+        Prepared.of(select(statements.posts.c.id), searches=True)

@@ -11,6 +11,11 @@ domain errors name what went wrong (app/domain/errors.py). Each gets one status 
 | `Conflict`, `DatabaseConflict` | 409 | |
 | `InvalidParameter`, `RequestValidationError` | 422 | |
 | `DatabaseUnavailable` | 503 | `Retry-After: 1` |
+| `SearchTimedOut` (a `DatabaseUnavailable`) | 503, saying the search was stopped and why | `Retry-After: 1` |
+
+A search stopped by SEARCH_TIMEOUT_MS is a 503 like every other statement the database
+did not finish in time: the same search may well finish on a less busy database, so it is
+not the request's fault (4xx); the detail says what to search for instead.
 """
 
 import logging
@@ -20,6 +25,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.db.backends import SearchTimedOut
 from app.db.errors import DatabaseConflict, DatabaseUnavailable
 from app.domain.errors import Conflict, DomainError, Forbidden, InvalidParameter, NotAuthenticated, NotFound
 
@@ -42,6 +48,8 @@ HTTP_ANSWERS: dict[type[Exception], HttpAnswer] = {
     DatabaseUnavailable: HttpAnswer(
         status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}, "The database is unavailable; try again shortly"
     ),
+    # The exception's own message: how long the search ran, and what to search for instead.
+    SearchTimedOut: HttpAnswer(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}),
 }
 
 
@@ -53,7 +61,10 @@ async def answer(_request: Request, exc: Exception) -> JSONResponse:
             break
     else:  # pragma: no cover - handlers are installed only for the table's classes
         raise exc
-    if isinstance(exc, DatabaseUnavailable):
+    if isinstance(exc, SearchTimedOut):
+        # A search the indexes could not narrow, not a database in trouble: no traceback, one line.
+        logger.warning("search timeout: stopped after SEARCH_TIMEOUT_MS (%d ms)", exc.timeout_ms)
+    elif isinstance(exc, DatabaseUnavailable):
         logger.error("database unavailable: %s", exc, exc_info=exc)
     elif isinstance(exc, DatabaseConflict):
         logger.warning("database conflict no endpoint expected: %s", exc, exc_info=exc)

@@ -62,6 +62,9 @@ class Prepared:
     # (DATABASE_READ_URL, app/db/replicas.py), unless it has not yet replayed a write of
     # the viewer's. Such a statement proves the viewer: its `viewer_id` says whose read it is.
     replica_ok: bool = False
+    # True for the statements that match titles against a search (they bind `pattern`): each
+    # is stopped after SEARCH_TIMEOUT_MS (`SearchTimedOut`), on PostgreSQL and on SQLite.
+    searches: bool = False
 
     @classmethod
     def of(
@@ -71,6 +74,7 @@ class Prepared:
         *,
         proves_viewer: bool = False,
         replica_ok: bool = False,
+        searches: bool = False,
     ) -> "Prepared":
         """`postgresql_statement`: where the dialects need different constructs (ON CONFLICT)."""
         for_asyncpg = statement if postgresql_statement is None else postgresql_statement
@@ -84,7 +88,10 @@ class Prepared:
         )
         if replica_ok and (writes or not proves_viewer):
             raise ValueError("only a read that proves the viewer (and so names whose read it is) may go to a standby")
-        return cls(statement, str(compiled), names, ids, proves_viewer, writes, replica_ok)
+        # A search left unmarked would run without its timeout: refuse it where it is built.
+        if searches != ("pattern" in names):
+            raise ValueError("a statement is marked `searches` exactly when it matches a search `pattern`")
+        return cls(statement, str(compiled), names, ids, proves_viewer, writes, replica_ok, searches)
 
     def names_no_row(self, params: Mapping[str, Any]) -> bool:
         """True when an id parameter is beyond INTEGER: no row can have it."""
@@ -134,7 +141,18 @@ class Database(ABC):
 
 
 class StatementTimedOut(DatabaseUnavailable):
-    """A statement ran past DATABASE_STATEMENT_TIMEOUT_MS and the client had it cancelled (behind PgBouncer)."""
+    """A statement the client cancelled past a timeout it keeps (a search's, the statement timeout behind PgBouncer)."""
+
+
+class SearchTimedOut(StatementTimedOut):
+    """A search ran past SEARCH_TIMEOUT_MS and was stopped; the message is what the client is told."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(
+            f"The search took longer than {timeout_ms} ms and was stopped. Search for more specific words "
+            "(whole words rather than single letters or punctuation)."
+        )
+        self.timeout_ms = timeout_ms
 
 
 class PostgresDatabase(Database):
@@ -155,6 +173,7 @@ class PostgresDatabase(Database):
         write_reserve: int = 0,
         label: str = "primary",
         connect: "ConnectOptions | None" = None,
+        search_timeout_ms: int | None = None,
     ) -> None:
         self._pool = pool
         self._pool_timeout = pool_timeout
@@ -166,6 +185,11 @@ class PostgresDatabase(Database):
         # request, and its connection comes back once the server has ended it (`_hand_back`).
         self._behind_pgbouncer = connect is not None and connect.behind_pgbouncer
         self._handing_back: set[asyncio.Task[None]] = set()
+        # Searches (`Prepared.searches`) run with asyncpg's per-call timeout, the same way:
+        # cancelled past it, their connection handed back once the server has ended them.
+        # None: a search has the statement timeout, like any other statement.
+        self.search_timeout_ms = search_timeout_ms
+        self._search_timeout = None if search_timeout_ms is None else search_timeout_ms / 1000
         # Reads may hold at most this many connections at once; the rest are kept for
         # writes. Slow reads (a database without the feed's indexes, a search that runs
         # to its timeout) then queue among themselves while posts and votes still go in.
@@ -183,6 +207,7 @@ class PostgresDatabase(Database):
         write_reserve: int = 0,
         behind_pgbouncer: bool = False,
         label: str = "primary",
+        search_timeout_ms: int | None = None,
     ) -> "PostgresDatabase":
         """A pool that connects lazily (the app starts while PostgreSQL is down) and fails fast."""
         connect = ConnectOptions.of(url, statement_timeout_ms=statement_timeout_ms, behind_pgbouncer=behind_pgbouncer)
@@ -194,12 +219,19 @@ class PostgresDatabase(Database):
             reset=_keep_session,
             **connect.options,
         )
-        return cls(pool, pool_timeout, write_reserve=write_reserve, label=label, connect=connect)
+        return cls(
+            pool,
+            pool_timeout,
+            write_reserve=write_reserve,
+            label=label,
+            connect=connect,
+            search_timeout_ms=search_timeout_ms,
+        )
 
     async def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
         started = perf_counter()
         if prepared.writes:
-            return await self._run_on_connection(prepared, params, started)
+            return await self._run_on_connection(prepared, params, started, None)
         try:
             async with asyncio.timeout(self._pool_timeout):
                 await self._read_slots.acquire()
@@ -207,48 +239,59 @@ class PostgresDatabase(Database):
             raise DatabaseUnavailable(
                 f"no database connection within {self._pool_timeout} s: every connection reads may use is busy"
             ) from exc
-        try:
-            return await self._run_on_connection(prepared, params, started)
-        finally:
-            self._read_slots.release()
+        return await self._run_on_connection(prepared, params, started, self._read_slots)
 
-    async def _run_on_connection(self, prepared: Prepared, params: Mapping[str, Any], started: float) -> Sequence[Row]:
+    async def _run_on_connection(
+        self, prepared: Prepared, params: Mapping[str, Any], started: float, slot: asyncio.Semaphore | None
+    ) -> Sequence[Row]:
+        """Run on a pooled connection; `slot`, the read slot held, goes back with the connection."""
         args = [params[name] for name in prepared.parameter_names]
+        # None: the connection's own command_timeout (the statement timeout, or a second past it).
+        timeout = self._search_timeout if prepared.searches else None
+        connection: asyncpg.Connection | None = None
         try:
-            # asyncio.timeout rather than acquire(timeout=...), which runs every checkout
-            # as a task of its own (measured: a few percent of a feed request).
-            async with asyncio.timeout(self._pool_timeout):
-                connection = await self._pool.acquire()
-        except Exception as exc:
-            if rule_for(exc) is None:
-                raise
-            raise DatabaseUnavailable(f"no database connection within {self._pool_timeout} s: {exc!r}") from exc
-        metrics.database_pool_wait(self.label, perf_counter() - started)
-        try:
-            if self._behind_pgbouncer:
-                rows: Sequence[Row] = await _fetch_unnamed(connection, prepared.asyncpg_sql, args)
-            else:
-                rows = await connection.fetch(prepared.asyncpg_sql, *args)
-        except TimeoutError as exc:
-            if not self._behind_pgbouncer:
-                raise await self._connection_failed(connection, exc) from exc
-            # The statement timeout, kept by the client (behind PgBouncer): asyncpg has sent
-            # a cancel request. The connection goes back to the pool once the server has
-            # ended the statement (asyncpg gives up and closes it after the same timeout).
-            self._hand_back(connection)
-            connection = None
-            raise StatementTimedOut(f"the statement ran past its timeout and was cancelled: {exc!r}") from exc
-        except Exception as exc:
-            rule = rule_for(exc)
-            if rule is not None and rule.reconnect:
-                raise await self._connection_failed(connection, exc) from exc
-            error = translate(exc)
-            if error is None:
-                raise
-            raise error from exc
+            try:
+                # asyncio.timeout rather than acquire(timeout=...), which runs every checkout
+                # as a task of its own (measured: a few percent of a feed request).
+                async with asyncio.timeout(self._pool_timeout):
+                    connection = await self._pool.acquire()
+            except Exception as exc:
+                if rule_for(exc) is None:
+                    raise
+                raise DatabaseUnavailable(f"no database connection within {self._pool_timeout} s: {exc!r}") from exc
+            metrics.database_pool_wait(self.label, perf_counter() - started)
+            try:
+                if self._behind_pgbouncer:
+                    rows: Sequence[Row] = await _fetch_unnamed(connection, prepared.asyncpg_sql, args, timeout)
+                else:
+                    rows = await connection.fetch(prepared.asyncpg_sql, *args, timeout=timeout)
+            except TimeoutError as exc:
+                if timeout is None and not self._behind_pgbouncer:
+                    # Only the safety net past the server's own statement_timeout: the server stopped answering.
+                    raise await self._connection_failed(connection, exc) from exc
+                # A timeout the client keeps (a search's, or the statement timeout behind PgBouncer):
+                # asyncpg has sent a cancel request. The connection, and the read slot with it, go back
+                # once the server has ended the statement, not before: until then it cannot run another.
+                self._hand_back(connection, slot)
+                connection = slot = None
+                if prepared.searches and self.search_timeout_ms is not None:
+                    raise SearchTimedOut(self.search_timeout_ms) from exc
+                raise StatementTimedOut(f"the statement ran past its timeout and was cancelled: {exc!r}") from exc
+            except Exception as exc:
+                rule = rule_for(exc)
+                if rule is not None and rule.reconnect:
+                    raise await self._connection_failed(connection, exc) from exc
+                error = translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
         finally:
-            if connection is not None:
-                await self._pool.release(connection)
+            try:
+                if connection is not None:
+                    await self._pool.release(connection)
+            finally:
+                if slot is not None:
+                    slot.release()
         return rows
 
     async def _connection_failed(self, connection: asyncpg.Connection, exc: Exception) -> DatabaseUnavailable:
@@ -264,10 +307,20 @@ class PostgresDatabase(Database):
         assert isinstance(error, DatabaseUnavailable)
         return error
 
-    def _hand_back(self, connection: asyncpg.Connection) -> None:
-        task = asyncio.create_task(self._pool.release(connection))
+    def _hand_back(self, connection: asyncpg.Connection, slot: asyncio.Semaphore | None) -> None:
+        """Give back a connection whose statement is being cancelled, and its read slot, in the background."""
+        task = asyncio.create_task(self._release_once_cancelled(connection, slot))
         self._handing_back.add(task)
         task.add_done_callback(self._handed_back)
+
+    async def _release_once_cancelled(self, connection: asyncpg.Connection, slot: asyncio.Semaphore | None) -> None:
+        # asyncpg's release waits until the server has answered the cancelled statement; if that
+        # takes longer than the connection's command_timeout, asyncpg closes the connection instead.
+        try:
+            await self._pool.release(connection)
+        finally:
+            if slot is not None:
+                slot.release()
 
     def _handed_back(self, task: "asyncio.Task[None]") -> None:
         self._handing_back.discard(task)
@@ -336,8 +389,8 @@ class UnnamedStatementsConnection(asyncpg.Connection):  # type: ignore[misc]  # 
         self.unnamed_statements: dict[str, PreparedStatement] = {}
 
 
-async def _fetch_unnamed(connection: Any, sql: str, args: Sequence[Any]) -> Sequence[Row]:
-    """Run `sql` as an unnamed statement: Parse, Bind, Execute and Sync in one round trip.
+async def _fetch_unnamed(connection: Any, sql: str, args: Sequence[Any], seconds: float | None) -> Sequence[Row]:
+    """Run `sql` as an unnamed statement: Parse, Bind, Execute and Sync in one round trip (`seconds`: its timeout).
 
     Without a statement cache (PgBouncer), `connection.fetch` prepares every statement
     anew: Parse and Describe, wait, then Parse again with Bind and Execute (asyncpg
@@ -350,8 +403,8 @@ async def _fetch_unnamed(connection: Any, sql: str, args: Sequence[Any]) -> Sequ
     kept = connection.unnamed_statements.get(sql)
     if kept is None:
         # asyncpg prepares it unnamed (no statement cache) and marks it to be parsed again at each run.
-        kept = connection.unnamed_statements[sql] = await connection.prepare(sql)
-    rows: Sequence[Row] = await PreparedStatement(connection, sql, kept._state).fetch(*args)
+        kept = connection.unnamed_statements[sql] = await connection.prepare(sql, timeout=seconds)
+    rows: Sequence[Row] = await PreparedStatement(connection, sql, kept._state).fetch(*args, timeout=seconds)
     return rows
 
 
@@ -365,21 +418,40 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 
 class SQLiteDatabase(Database):
-    """SQLite (the embedded default): SQLAlchemy's async engine over aiosqlite."""
+    """SQLite (the embedded default): SQLAlchemy's async engine over aiosqlite.
+
+    A search past `search_timeout_ms` is stopped by SQLite's progress handler, which each
+    connection runs every SQLITE_PROGRESS_STEPS virtual-machine steps (`StatementDeadline`):
+    the statement ends with "interrupted" in the connection's own thread, and the connection
+    goes back to the pool as after any failed statement, free at once. It counts the
+    statement's work: a wait for another connection's write lock is the busy timeout's.
+    """
 
     dialect = "sqlite"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, search_timeout_ms: int | None = None) -> None:
         self._engine = engine
+        self.search_timeout_ms = search_timeout_ms
 
     async def _run(self, prepared: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
+        deadline: StatementDeadline | None = None
         try:
             async with self._engine.connect() as connection:
-                result = await connection.execute(prepared.statement, dict(params))
-                if not result.returns_rows:
-                    return []
-                return cast(Sequence[Row], result.mappings().all())
+                if prepared.searches and self.search_timeout_ms is not None:
+                    deadline = connection.info[StatementDeadline.KEY]
+                    deadline.start(self.search_timeout_ms / 1000)
+                try:
+                    result = await connection.execute(prepared.statement, dict(params))
+                    if not result.returns_rows:
+                        return []
+                    return cast(Sequence[Row], result.mappings().all())
+                finally:
+                    if deadline is not None:
+                        deadline.stop()
         except Exception as exc:
+            if deadline is not None and deadline.reached:
+                assert self.search_timeout_ms is not None
+                raise SearchTimedOut(self.search_timeout_ms) from exc
             error = translate(exc)
             if error is None:
                 raise
@@ -387,6 +459,41 @@ class SQLiteDatabase(Database):
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+# How often SQLite asks a connection's progress handler whether to stop: every this many
+# virtual-machine steps, about 0.2 ms of work on the 2-core benchmark machine. A feed page
+# takes fewer, so it usually never calls into Python at all.
+SQLITE_PROGRESS_STEPS = 10_000
+
+
+class StatementDeadline:
+    """When the statement running on one SQLite connection must stop; SQLite's progress handler asks `check`.
+
+    Set by the event loop before a search is sent to the connection's thread and cleared
+    after it returned, read in that thread: the connection runs one statement at a time.
+    """
+
+    KEY = "agora_statement_deadline"  # where it is kept in the pooled connection's `info`
+    __slots__ = ("at", "reached")
+
+    def __init__(self) -> None:
+        self.at: float | None = None  # perf_counter() time; None: no deadline
+        self.reached = False  # whether `check` stopped the last statement given a deadline
+
+    def start(self, seconds: float) -> None:
+        self.reached = False
+        self.at = perf_counter() + seconds
+
+    def stop(self) -> None:
+        self.at = None
+
+    def check(self) -> int:
+        """Non-zero to stop the running statement (SQLite's progress handler, on the connection's thread)."""
+        if self.at is not None and perf_counter() >= self.at:
+            self.reached = True
+            return 1
+        return 0
 
 
 def create_sqlite_engine(url: URL | str, *, pool_timeout: float = 5) -> AsyncEngine:
@@ -401,13 +508,19 @@ def create_sqlite_engine(url: URL | str, *, pool_timeout: float = 5) -> AsyncEng
     return engine
 
 
-def _sqlite_app_connection(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_app_connection(dbapi_connection: Any, record: Any) -> None:
     # Without this pragma SQLite ignores ON DELETE CASCADE (and every foreign key).
     # WAL lets readers proceed while one connection writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+    # The search timeout's check, installed in the connection's own thread (aiosqlite's method).
+    deadline = StatementDeadline()
+    dbapi_connection.run_async(
+        lambda connection: connection.set_progress_handler(deadline.check, SQLITE_PROGRESS_STEPS)
+    )
+    record.info[StatementDeadline.KEY] = deadline
 
 
 async def open_database(
@@ -422,16 +535,18 @@ async def open_database(
     read_urls: Sequence[URL | str] = (),
     max_lag_seconds: float = 5,
     write_marks_url: str | None = None,
+    search_timeout_ms: int | None = None,
 ) -> Database:
     """The request-path database for an async URL (postgresql+asyncpg:// or sqlite+aiosqlite://).
 
     `read_urls`: hot standbys of that PostgreSQL for the reads that may go to one
     (`Prepared.replica_ok`; app/db/replicas.py says how, `write_marks_url` where each
     user's last write is remembered: a redis:// URL, or None for this process's memory).
+    `search_timeout_ms`: how long a search (`Prepared.searches`) may run; None, as long as any statement.
     """
     url = make_url(url)
     if url.get_backend_name() != "postgresql":
-        return SQLiteDatabase(create_sqlite_engine(url, pool_timeout=pool_timeout))
+        return SQLiteDatabase(create_sqlite_engine(url, pool_timeout=pool_timeout), search_timeout_ms=search_timeout_ms)
     primary = await PostgresDatabase.open(
         url,
         max_connections=pool_size,
@@ -440,6 +555,7 @@ async def open_database(
         statement_timeout_ms=statement_timeout_ms,
         write_reserve=write_reserve,
         behind_pgbouncer=behind_pgbouncer,
+        search_timeout_ms=search_timeout_ms,
     )
     if not read_urls:
         return primary
@@ -454,6 +570,7 @@ async def open_database(
             statement_timeout_ms=statement_timeout_ms,
             behind_pgbouncer=behind_pgbouncer,
             label=f"replica-{number}",
+            search_timeout_ms=search_timeout_ms,
         )
         for number, read_url in enumerate(read_urls, start=1)
     ]

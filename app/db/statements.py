@@ -159,11 +159,12 @@ _viewer = users.alias("viewer")
 VIEWER_EXISTS = exists().where(_token_counts(_viewer))
 
 
-def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
+def _posts_with_owner_and_votes(page: Select[Any], *, searches: bool = False) -> Prepared:
     """Join the owner and count the votes of an already filtered (and paged) set of posts.
 
     The viewer's account is checked in the same round trip: no rows come back if it
     is gone, and only then does the endpoint look again to tell 401 from "no posts".
+    `searches`: the page matches titles (`matches_folded`), and runs under SEARCH_TIMEOUT_MS.
     """
     subquery = page.subquery("page")
     vote_count = select(func.count()).select_from(votes).where(votes.c.post_id == subquery.c.id).scalar_subquery()
@@ -189,6 +190,7 @@ def _posts_with_owner_and_votes(page: Select[Any]) -> Prepared:
         .order_by(subquery.c.created_at.desc(), subquery.c.id.desc()),
         proves_viewer=True,
         replica_ok=True,  # a hot standby may answer (app/db/replicas.py)
+        searches=searches,
     )
 
 
@@ -248,7 +250,7 @@ def _after_cursor(source: FromClause) -> ColumnElement[bool]:
 # Paging happens before counting: only the posts of the page have their votes counted.
 # Keyed by (search, keyset).
 LIST_POSTS = {
-    (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset))
+    (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset), searches=search)
     for search in (False, True)
     for keyset in (False, True)
 }
@@ -265,14 +267,14 @@ LIST_POSTS = {
 # endpoint runs LIST_POSTS[True, ...], which is exact in every case.
 SEARCH_WINDOW = 500
 RECENT_SEARCH = {
-    keyset: _posts_with_owner_and_votes(_post_page(search=True, keyset=keyset, window=SEARCH_WINDOW))
+    keyset: _posts_with_owner_and_votes(_post_page(search=True, keyset=keyset, window=SEARCH_WINDOW), searches=True)
     for keyset in (False, True)
 }
 # One author's posts (`owner_id`), served by the index posts (owner_id, created_at, id):
 # their published posts, and their drafts too when the author is the caller. Keyed by
 # (search, keyset); a search here goes through the author's posts, not a window.
 OWNER_POSTS = {
-    (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset, owner=True))
+    (search, keyset): _posts_with_owner_and_votes(_post_page(search=search, keyset=keyset, owner=True), searches=search)
     for search in (False, True)
     for keyset in (False, True)
 }
@@ -466,6 +468,8 @@ def render_statements() -> str:
     ]
     for name, prepared in _named_statements().items():
         flags = " (proves the viewer's account)" if prepared.proves_viewer else ""
+        if prepared.searches:
+            flags += " (a search: stopped after SEARCH_TIMEOUT_MS)"
         sqlite_sql = str(prepared.statement.compile(dialect=sqlite.dialect(paramstyle="named")))  # type: ignore[attr-defined]
         parts += [
             "",

@@ -66,11 +66,18 @@ def _parameter_name(pair: str) -> str:
     return unquote_plus(name) if "%" in name or "+" in name else name
 
 
+# A search past SEARCH_TIMEOUT_MS is stopped and answered 503 too (app/db/backends.py, SearchTimedOut).
+SEARCH_STOPPED = {
+    503: "The database is unavailable, or the search took longer than SEARCH_TIMEOUT_MS and was stopped "
+    "(the detail says which); try again shortly, or with more specific words"
+}
+
+
 @router.get(
     "/",
     response_model=list[PostWithVotes],
     summary="List posts",
-    responses={**responses(401), 200: {"headers": NEXT_PAGE_HEADER}},
+    responses={**responses(401, descriptions=SEARCH_STOPPED), 200: {"headers": NEXT_PAGE_HEADER}},
 )
 async def list_posts(
     request: Request,
