@@ -3,12 +3,13 @@
 PostgreSQL uses the server binaries of this machine (/usr/lib/postgresql/*/bin); as root
 (CI), the servers run as the OS user postgres, since initdb and PgBouncer refuse root.
 Each lives in a temporary directory of its own, on a free loopback port, and is gone
-after the test (`stop_everything`).
+after the test (`remove`, or the end of the context manager that started it).
 """
 
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -234,36 +235,99 @@ def own_pgbouncer(server: OwnPostgres, *, server_connections: int = 2) -> Iterat
 # --- Redis --------------------------------------------------------------------------
 
 
-def _redis_answers(port: int) -> bool:
+def redis_server_binary() -> str | None:
+    return shutil.which("redis-server")
+
+
+def redis_answers(port: int, *, timeout: float = 0.5) -> bool:
+    """Whether a Redis server on 127.0.0.1:`port` answers PING."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
 
 
+@dataclass
+class OwnRedis:
+    """A redis-server of the test's own on a free port, keeping nothing on disk: stop() it and start() it again."""
+
+    binary: str
+    port: int
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    @property
+    def log(self) -> str:
+        """What the server has written, across its restarts."""
+        path = self.home / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> None:
+        # Appended to, so that the log of a run before a restart stays readable.
+        with (self.home / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home)),
+                    *("--save", "", "--appendonly", "no"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while not redis_answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start on port {self.port}:\n{self.log}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Kill it (as a crash would), and wait until it is gone."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # in case a test left it stopped (SIGSTOP)
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def flush(self) -> None:
+        """Forget every key (limits' counts, read-your-writes marks)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            assert sock.recv(16).startswith(b"+OK")
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[OwnRedis]:
+    """A started redis-server that only this test uses, and may stop; gone afterwards."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    server = OwnRedis(binary, free_port(), Path(tempfile.mkdtemp(prefix="agora-redis-")))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_port() -> Iterator[int]:
+    """The port of Redis at 127.0.0.1:6379 when it answers, else of a redis-server of our own."""
+    if redis_answers(6379):
+        yield 6379
+        return
+    if redis_server_binary() is None:
+        pytest.skip("needs Redis at 127.0.0.1:6379 or redis-server")
+    with own_redis() as server:
+        yield server.port
+
+
 @contextlib.contextmanager
 def redis_url() -> Iterator[str]:
     """Redis at 127.0.0.1:6379 when it answers, else a redis-server of our own on a free port."""
-    if _redis_answers(6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs Redis at 127.0.0.1:6379 or redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _redis_answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("redis-server did not start")
-            time.sleep(0.05)
+    with redis_port() as port:
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

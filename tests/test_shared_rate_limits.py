@@ -1,106 +1,49 @@
 """Brute-force limits shared through Redis (RATE_LIMIT_STORAGE_URL), and what happens when Redis is gone.
 
-Real Redis servers only: the one on 127.0.0.1:6379 when it answers (else one of our own),
-and servers each test starts on a free port and stops, to take them away under the app.
+Real Redis servers only (tests/own_servers.py): the one on 127.0.0.1:6379 when it answers
+(else one of our own), and servers each test starts on a free port and stops, to take them
+away under the app.
 Two `create_app` apps, each with its own TestClient, stand for two workers or hosts.
 """
 
 import logging
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
+import own_servers
 import pytest
 from conftest import PASSWORD, Account
 from fastapi.testclient import TestClient
+from own_servers import OwnRedis
 
 from app.config import Settings
 from app.domain.ratelimit import KEY_PREFIX
 from app.http import metrics
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 pytestmark = pytest.mark.skipif(
-    not (shutil.which(REDIS_SERVER) and shutil.which(REDIS_CLI)), reason="needs redis-server and redis-cli"
+    not (own_servers.redis_server_binary() and shutil.which(REDIS_CLI)), reason="needs redis-server and redis-cli"
 )
 
 WRONG = "wrong password!"
 
 
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class RedisServer:
-    """A redis-server of our own on a free port, which keeps nothing on disk; stop() and start() again."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)  # in case a test left it stopped
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
+def own_redis() -> Iterator[OwnRedis]:
     """A Redis server that only this test uses, and may stop."""
-    server = RedisServer(free_port())
-    server.start()
-    try:
+    with own_servers.own_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def redis_port() -> Iterator[int]:
     """The machine's Redis on 6379 when it answers, else one started for these tests."""
-    if answers(6379):
-        yield 6379
-        return
-    server = RedisServer(free_port())
-    server.start()
-    try:
-        yield server.port
-    finally:
-        server.stop()
+    with own_servers.redis_port() as port:
+        yield port
 
 
 def delete_our_keys(port: int, db: int) -> None:
@@ -237,7 +180,7 @@ def test_memory_storage_stays_per_process(
 
 def test_with_redis_stopped_logins_and_registrations_go_on_and_ready_says_degraded(
     app_with: Callable[..., TestClient],
-    own_redis: RedisServer,
+    own_redis: OwnRedis,
     storage_failures: list[None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -279,7 +222,7 @@ def test_with_redis_stopped_logins_and_registrations_go_on_and_ready_says_degrad
 
 
 def test_a_stalled_redis_does_not_stall_logins(
-    app_with: Callable[..., TestClient], make_account: Callable[..., Account], own_redis: RedisServer
+    app_with: Callable[..., TestClient], make_account: Callable[..., Account], own_redis: OwnRedis
 ) -> None:
     """A Redis that accepts connections and never answers (SIGSTOP): each call gives up after 0.25 s."""
     app = limited(app_with, own_redis.url())

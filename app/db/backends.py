@@ -258,7 +258,9 @@ class PostgresDatabase(Database):
             except Exception as exc:
                 if rule_for(exc) is None:
                     raise
-                raise DatabaseUnavailable(f"no database connection within {self._pool_timeout} s: {exc!r}") from exc
+                if isinstance(exc, TimeoutError):
+                    raise DatabaseUnavailable(f"no database connection within {self._pool_timeout} s") from exc
+                raise DatabaseUnavailable(f"no database connection: {exc!r}") from exc
             metrics.database_pool_wait(self.label, perf_counter() - started)
             try:
                 if self._behind_pgbouncer:
