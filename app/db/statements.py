@@ -294,7 +294,8 @@ def feed_page(*, owner: bool, keyset: bool, limit: int, skip: int) -> Prepared |
     made for the values, at the same cost, and PostgreSQL keeps it per connection after
     five executions. The reach only bounds the planner's estimate: the scan stops at
     skip + limit rows, as before. Statements are built on first use, one per page size,
-    reach and kind asked for (4,800 at most: 100 sizes, 12 reaches, 4 kinds; the last 256 kept).
+    reach and kind asked for (6,000 at most: 100 sizes, 15 reaches from none to 16,384,
+    4 kinds; the last 256 kept).
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"a page holds 1 to {MAX_PAGE_SIZE} posts, not {limit}")
