@@ -120,10 +120,15 @@ def test_a_statement_timeout_still_applies(setup: Setup, api: TestClient) -> Non
         check_statement_timeout(setup, impatient)
 
 
+def registered(api: TestClient, email: str) -> dict[str, str]:
+    """The Authorization header of a new account's token."""
+    assert api.post("/users/", json={"email": email, "password": PASSWORD}).status_code == 201
+    login = api.post("/login", data={"username": email, "password": PASSWORD})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
 def check_statement_timeout(setup: Setup, api: TestClient) -> None:
-    assert api.post("/users/", json={"email": "waiter@example.com", "password": PASSWORD}).status_code == 201
-    login = api.post("/login", data={"username": "waiter@example.com", "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    headers = registered(api, "waiter@example.com")
     with psycopg.connect(setup.primary.url) as locker:
         locker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
@@ -145,9 +150,7 @@ def test_a_search_is_stopped_at_its_own_shorter_timeout(setup: Setup, api: TestC
     """Behind PgBouncer too, a search is cancelled after SEARCH_TIMEOUT_MS, long before the statement timeout."""
     shorter = settings(setup, DATABASE_STATEMENT_TIMEOUT_MS=STATEMENT_TIMEOUT_MS, SEARCH_TIMEOUT_MS=200)
     with TestClient(create_app(shorter)) as impatient:
-        assert impatient.post("/users/", json={"email": "seeker@example.com", "password": PASSWORD}).status_code == 201
-        login = impatient.post("/login", data={"username": "seeker@example.com", "password": PASSWORD})
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        headers = registered(impatient, "seeker@example.com")
         with psycopg.connect(setup.primary.url) as locker:
             locker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
             started = time.monotonic()
