@@ -26,9 +26,15 @@ empties such a directory before the workers start (`prepare_multiprocess`); a
 directory set by the operator is emptied and used. Counters and histograms of a worker
 that died stay in the sums (they must never go down); its gauges are dropped, when it
 stops cleanly and, after a crash, at the next scrape (`_forget_dead_workers`).
+
+Histograms are observed in plain Python (`Tally`) and written to prometheus_client by
+`flush`: at each scrape (by the worker answering it), every FLUSH_SECONDS in each of
+several workers, and when an app stops. With several workers a scrape can so miss up to
+a second of the others' requests, and a worker killed outright loses its last second.
 """
 
 import asyncio
+import bisect
 import glob
 import logging
 import os
@@ -74,6 +80,10 @@ POOL_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 # With several workers, how often each one writes its pools' gauges (a scrape also
 # samples the worker that answers it).
 POOL_SAMPLE_SECONDS = 5.0
+# How often each worker writes the histograms' observations it has gathered (`Tally`);
+# a scrape also writes those of the worker that answers it, and a worker that stops
+# writes its own. With several workers a scrape may so miss the last second of the others.
+FLUSH_SECONDS = 1.0
 
 # `_created` series: one more per child, and not exported in multi-process mode anyway.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -143,12 +153,66 @@ else:
     prometheus_multiprocess.MultiProcessCollector(_SCRAPED, path=MULTIPROC_DIR)  # type: ignore[no-untyped-call]
 
 
+# --- histograms, gathered in plain Python ------------------------------------------
+
+
+class Tally:
+    """Observations for one histogram child, gathered in this worker and written to it by `flush`.
+
+    Why: Histogram.observe takes a lock per bucket and sum it changes, and with several
+    workers writes each into a memory-mapped file: about 1.5 µs of a request's 2-3 µs of
+    metrics, twice a request (its duration, its pool wait). Here an observation is a
+    bisect and two additions (0.3 µs); `flush` writes them all at once, on the event loop
+    like `observe`, so nothing is lost between the two.
+    """
+
+    __slots__ = ("_bounds", "_child", "_counts", "_pending", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        # prometheus_client's own bounds, +Inf last: an amount goes to the first bound at or above it.
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._pending = False
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+        if not self._pending:
+            self._pending = True
+            _pending_tallies.append(self)
+
+    def write(self) -> None:
+        counts, total = self._counts, self._sum
+        self._counts, self._sum, self._pending = [0] * len(counts), 0.0, False
+        # Histogram has no public way to add many observations at once: its values, as observe changes them.
+        self._child._sum.inc(total)
+        for bucket, count in zip(self._child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+_pending_tallies: list[Tally] = []
+
+
+def flush() -> None:
+    """Write every gathered observation into the histograms (and so, with several workers, into the files).
+
+    Call it on the event loop (where the observations are made), before reading the metrics.
+    """
+    global _pending_tallies
+    pending, _pending_tallies = _pending_tallies, []
+    for tally in pending:
+        tally.write()
+
+
 # --- what other modules report ------------------------------------------------------
 # The children of each label value are bound once (labels() takes a lock and builds a tuple).
 
 _refusals: dict[str, Counter] = {}
 _fallbacks: dict[str, Counter] = {}
-_pool_waits: dict[str, Histogram] = {}
+_pool_waits: dict[str, Tally] = {}
 
 
 def rate_limit_refused(limit: str) -> None:
@@ -174,10 +238,10 @@ def replica_fallback(reason: str) -> None:
 
 def database_pool_wait(database: str, seconds: float) -> None:
     """A statement waited `seconds` for a pooled connection of `database` ("primary", "replica-1", ...)."""
-    child = _pool_waits.get(database)
-    if child is None:
-        child = _pool_waits[database] = POOL_WAIT.labels(database)
-    child.observe(seconds)
+    tally = _pool_waits.get(database)
+    if tally is None:
+        tally = _pool_waits[database] = Tally(POOL_WAIT.labels(database))
+    tally.observe(seconds)
 
 
 def database_pool_size(database: str, in_use: int, idle: int, max_size: int) -> None:
@@ -194,9 +258,10 @@ class RequestMetrics:
     """Records each request in `agora_http_request_duration_seconds`; one per app, called by its middleware.
 
     Per request: one dictionary lookup, keyed by the path template of the route routing
-    left in the scope, the method and the status, for the histogram child bound to those
-    labels, and its `observe`. The first request of each combination binds the child; the
-    combinations are bounded by the app's routes, the methods above and the status codes.
+    left in the scope, the method and the status, for the `Tally` of the histogram child
+    bound to those labels, and its `observe`. The first request of each combination binds
+    the child; the combinations are bounded by the app's routes, the methods above and
+    the status codes.
     """
 
     __slots__ = ("_observers", "_other_routes")
@@ -217,9 +282,7 @@ class RequestMetrics:
     def _bind(self, key: tuple[str, str, int]) -> Callable[[float], None]:
         template, method, status = key
         known = method in KNOWN_METHODS
-        observe: Callable[[float], None] = REQUEST_DURATION.labels(
-            method if known else "other", template, str(status)
-        ).observe
+        observe = Tally(REQUEST_DURATION.labels(method if known else "other", template, str(status))).observe
         if known:  # any token is a method to some servers: only these are remembered
             self._observers[key] = observe
         return observe
@@ -263,7 +326,7 @@ def sample_pools() -> None:
 def render() -> bytes:
     """The metrics in Prometheus' text format; in multi-process mode the sums over every worker's files.
 
-    Reads files and formats a few thousand lines: call it off the event loop.
+    Reads files and formats a few thousand lines: call it off the event loop, after `flush` on it.
     """
     if MULTIPROC_DIR is not None:
         _forget_dead_workers(MULTIPROC_DIR)
@@ -300,8 +363,8 @@ async def worker_metrics(sample_pools: Callable[[], object] | None) -> AsyncIter
     sampling: asyncio.Task[None] | None = None
     if sample_pools is not None:
         _pool_samplers.append(sample_pools)
-        if MULTIPROC_DIR is not None:
-            sampling = asyncio.create_task(_sample_every(sample_pools, POOL_SAMPLE_SECONDS))
+    if MULTIPROC_DIR is not None:
+        sampling = asyncio.create_task(_write_every(sample_pools))
     try:
         yield
     finally:
@@ -311,18 +374,25 @@ async def worker_metrics(sample_pools: Callable[[], object] | None) -> AsyncIter
                 await sampling
         if sample_pools is not None:
             _pool_samplers.remove(sample_pools)
+        flush()  # what this app gathered, before it goes
         if MULTIPROC_DIR is not None:
             # This worker's live gauges go; its counters and histograms stay in the sums.
             prometheus_multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)  # type: ignore[no-untyped-call]
 
 
-async def _sample_every(sample: Callable[[], object], seconds: float) -> None:
+async def _write_every(sample_pools: Callable[[], object] | None) -> None:
+    """With several workers: this worker's observations every FLUSH_SECONDS, its pools every POOL_SAMPLE_SECONDS."""
+    ticks_per_sample = max(1, round(POOL_SAMPLE_SECONDS / FLUSH_SECONDS))
+    tick = 0
     while True:
-        try:
-            sample()
-        except Exception:
-            logger.warning("could not sample a database pool for the metrics", exc_info=True)
-        await asyncio.sleep(seconds)
+        flush()
+        if sample_pools is not None and tick % ticks_per_sample == 0:
+            try:
+                sample_pools()
+            except Exception:
+                logger.warning("could not sample a database pool for the metrics", exc_info=True)
+        tick += 1
+        await asyncio.sleep(FLUSH_SECONDS)
 
 
 # --- the run command ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request, Response, status
 
 from app.api.routing import SlashAgnosticRouter
 from app.config import Settings
-from app.http.metrics import CONTENT_TYPE, render, sample_pools
+from app.http.metrics import CONTENT_TYPE, flush, render, sample_pools
 
 router = SlashAgnosticRouter(tags=["metrics"])  # /metrics and /metrics/
 
@@ -32,6 +32,7 @@ async def metrics(request: Request) -> Response:
             status.HTTP_401_UNAUTHORIZED, "Missing or wrong metrics token", headers={"WWW-Authenticate": "Bearer"}
         )
     sample_pools()  # on the event loop, where the pools live
+    flush()  # and the observations this worker has gathered
     return Response(await run_sync(render), media_type=CONTENT_TYPE)
 
 
