@@ -6,7 +6,8 @@
 For each class of bench/lua/search_classes.lua, one query as the endpoint gets it, and
 the statements the endpoint then runs (app/domain/posts.py, `Feed.page`): first
 RECENT_SEARCH (among the newest SEARCH_WINDOW posts) when skip + limit fits in that
-window, then LIST_POSTS[True, ...] (the whole table) when the window held less than the
+window, then SYMBOL_SEARCH[...] (a search holding punctuation) or LIST_POSTS[True, ...]
+(any other: the whole table) when the window held less than the
 page. Both are shown where the app runs both. The word memory that lets a word skip the
 window for 60 s once its first page missed it is left out: this is a worker's first
 search of each word.
@@ -32,6 +33,7 @@ from app.config import driver_urls
 from app.db import statements
 from app.db.backends import Prepared
 from app.db.folding import fold
+from app.domain.posts import whole_table_search
 
 # Who reads: seeded user 1 with a token of its first generation, never logged out (as bench/explain.py).
 VIEWER: dict[str, object] = {"viewer_id": 1, "viewer_generation": 0, "viewer_jti": "AAAAAAAAAAAAAAAAAAAAAA"}
@@ -60,6 +62,8 @@ CASES = [
     Case("absent", "a misspelling: in no title", "pythn"),
     Case("long", "100 characters of common words: in no title", LONG_QUERY),
     Case("special", "LIKE's metacharacters, taken literally: in no title", "50% off"),
+    Case("special", "punctuation alone: in no title", "%"),
+    Case("special", "a path: in no title", "c:\\"),
     Case("paged", "a common word, skip=400", "python", skip=400),
     Case("paged", "a common word, before_id ~100,000 posts deep", "python", deep_cursor=True),
     Case("paged", "a common word, limit=100", "python", limit=100),
@@ -75,6 +79,10 @@ class Step:
     execution_ms: float
     scans: list[str]
     plan: list[str]
+
+
+# Each statement's name as docs/statements.sql shows it ("WORDS_SEARCH[3, False]").
+NAMES = {id(prepared): name for name, prepared in statements.named_statements().items()}
 
 
 class Session:
@@ -159,8 +167,8 @@ def steps_of(session: Session, case: Case, params: dict[str, object], explain: b
         else:
             window_rows = session.rows(recent, params)
     if window_rows is None or window_rows < case.limit:
-        whole = statements.LIST_POSTS[True, keyset]
-        label = f"LIST_POSTS[True, {keyset}]: the whole table"
+        whole, params = whole_table_search(fold(case.search), params, keyset=keyset, on_postgresql=True)
+        label = f"{NAMES[id(whole)]}: the whole table"
         if explain:
             done.append(session.explain(label, whole, params))
         else:

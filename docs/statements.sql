@@ -338,6 +338,264 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
+-- WORDS_SEARCH[2, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, word_1, word_2, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/')
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/')
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- WORDS_SEARCH[2, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, word_1, word_2, before_id, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $4::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $4))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $5::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $6 OFFSET $7) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- WORDS_SEARCH[3, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, word_1, word_2, word_3, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/')
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $5::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $6 OFFSET $7) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/')
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- WORDS_SEARCH[3, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, word_1, word_2, word_3, before_id, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $5::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $5))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $6::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $7 OFFSET $8) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $9::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $10::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- SYMBOL_SEARCH[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, symbols, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (agora_title_symbols(posts.title_folded) @> $2) AND (posts.published OR posts.owner_id = $1::INTEGER))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (agora_title_symbols(posts.title_folded) @> :symbols) AND (posts.published = 1 OR posts.owner_id = :viewer_id))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- SYMBOL_SEARCH[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, symbols, before_id, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (agora_title_symbols(posts.title_folded) @> $2) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+WITH candidates AS MATERIALIZED
+(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
+FROM posts
+WHERE (agora_title_symbols(posts.title_folded) @> :symbols) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
+ SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
+FROM candidates
+WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
 -- OWNER_POSTS[False, False] (proves the viewer's account)
 -- parameters: viewer_id, owner_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import jwt
 import pytest
-from conftest import PASSWORD, Account, misanswered
+from conftest import IS_POSTGRESQL, PASSWORD, Account, misanswered
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -172,7 +172,7 @@ def test_every_protected_route_refuses_the_token_of_a_deleted_account(
 
 
 def viewer_statements() -> dict[str, Prepared]:
-    return {name: p for name, p in statements._named_statements().items() if p.proves_viewer}
+    return {name: p for name, p in statements.named_statements().items() if p.proves_viewer}
 
 
 @pytest.mark.parametrize("why", ["no account", "older generation", "logged out"])
@@ -206,6 +206,10 @@ def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_unless
         "limit": 10,
         "skip": 0,
         "pattern": "%visible%",
+        "word_1": "%visible%",
+        "word_2": "%vis%",
+        "word_3": "%ble%",
+        "symbols": [],
         "before_id": targets["post_id"] + 1,
         "title": "t",
         "title_folded": "t",
@@ -217,6 +221,8 @@ def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_unless
     }
     found = {}
     for name, prepared in viewer_statements().items():
+        if name.startswith("SYMBOL_SEARCH") and not IS_POSTGRESQL:
+            continue  # its index function exists on PostgreSQL only (the app never runs it on SQLite)
         params = {key: values[key] for key in prepared.parameter_names if key not in viewer}
         found[name] = run(client, _fetch(database, prepared, {**params, **viewer}))
     assert all(rows == [] for rows in found.values()), found

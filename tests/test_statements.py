@@ -31,15 +31,15 @@ def test_the_module_prints_every_statement_for_both_databases() -> None:
         timeout=60,
     ).stdout
     assert printed == statements.render_statements()
-    for name in statements._named_statements():
+    for name in statements.named_statements():
         assert f"-- {name}" in printed
-    assert printed.count("-- PostgreSQL:") == printed.count("-- SQLite:") == len(statements._named_statements())
+    assert printed.count("-- PostgreSQL:") == printed.count("-- SQLite:") == len(statements.named_statements())
     assert printed.count("title_folded LIKE") >= 2  # the search, the same SQL for both databases
 
 
 def test_inserts_updates_and_deletes_are_writes_and_nothing_else_is() -> None:
     """`Prepared.writes` decides which statements may use the connections kept for writes."""
-    for name, prepared in statements._named_statements().items():
+    for name, prepared in statements.named_statements().items():
         sql = prepared.asyncpg_sql.lstrip().upper()
         is_write = sql.startswith(("INSERT", "UPDATE", "DELETE"))
         assert prepared.writes == is_write, name
@@ -47,12 +47,14 @@ def test_inserts_updates_and_deletes_are_writes_and_nothing_else_is() -> None:
 
 def test_the_statements_that_match_a_search_and_only_they_have_the_search_timeout() -> None:
     """`Prepared.searches` decides which statements SEARCH_TIMEOUT_MS stops; a search cannot be built unmarked."""
-    named = statements._named_statements()
+    named = statements.named_statements()
     matching = {name for name, prepared in named.items() if "title_folded LIKE" in prepared.asyncpg_sql}
     assert matching == {name for name, prepared in named.items() if prepared.searches}
     assert matching == {
         *(f"RECENT_SEARCH[{keyset}]" for keyset in (False, True)),
         *(f"{kind}[True, {keyset}]" for kind in ("LIST_POSTS", "OWNER_POSTS") for keyset in (False, True)),
+        *(f"SYMBOL_SEARCH[{keyset}]" for keyset in (False, True)),
+        *(f"WORDS_SEARCH[{words}, {keyset}]" for words in (2, 3) for keyset in (False, True)),
     }
     unmarked = select(statements.posts.c.id).where(statements.matches_folded(statements.posts))
     with pytest.raises(ValueError, match="searches"):

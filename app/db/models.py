@@ -52,6 +52,14 @@ class Post(Base):
             postgresql_ops={"title_folded": "gin_trgm_ops"},
             info={"only_on": "postgresql"},
         ),
+        # Search for punctuation (`%`, `c:\\`), which trigrams leave out: the titles holding
+        # every such character of the search; PostgreSQL only (revision 5c1e9a7d2b44).
+        Index(
+            "ix_posts_title_symbols",
+            func.agora_title_symbols(text("title_folded")),
+            postgresql_using="gin",
+            info={"only_on": "postgresql"},
+        ),
         # Posts an older Agora wrote without `title_folded`, for the next start to fold.
         Index(
             "ix_posts_title_unfolded",

@@ -270,6 +270,69 @@ RECENT_SEARCH = {
     keyset: _posts_with_owner_and_votes(_post_page(search=True, keyset=keyset, window=SEARCH_WINDOW), searches=True)
     for keyset in (False, True)
 }
+
+
+def _symbol_candidates_page(*, keyset: bool) -> Select[Any]:
+    """The page among the titles holding every punctuation character of the search (`symbols`,
+    a text[]), each checked exactly: ix_posts_title_symbols (PostgreSQL only) finds them."""
+    title_symbols = func.agora_title_symbols(posts.c.title_folded).op("@>")(bindparam("symbols"))
+    found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(
+        title_symbols, VISIBLE_TO_VIEWER
+    )
+    if keyset:
+        found = found.where(_after_cursor(posts))
+    # MATERIALIZED: every candidate first, then the page. Without it, the page's ORDER BY and
+    # LIMIT tempt the planner to walk the feed index instead, which reads every title when
+    # the characters are rare (the generic plan cannot tell how rare). The exact match is
+    # checked on the candidates, outside: inside, the generic plan took the trigram index
+    # for it, which for a pattern without letters reads every title.
+    candidates = found.cte("candidates").prefix_with("MATERIALIZED")
+    return (
+        select(*(candidates.c[name] for name in POST_COLUMNS))
+        .where(matches_folded(candidates))
+        .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("skip"))
+    )
+
+
+def _word_candidates_page(*, keyset: bool, words: int) -> Select[Any]:
+    """The page among the titles holding each of `words` words of the search (`word_1`, ...:
+    like_pattern of each), checked exactly: the trigram index finds them, by those words only."""
+    found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(VISIBLE_TO_VIEWER)
+    for number in range(1, words + 1):
+        found = found.where(posts.c.title_folded.like(bindparam(f"word_{number}", type_=String), escape=LIKE_ESCAPE))
+    if keyset:
+        found = found.where(_after_cursor(posts))
+    # As in _symbol_candidates_page: every candidate first, the exact match outside.
+    candidates = found.cte("candidates").prefix_with("MATERIALIZED")
+    return (
+        select(*(candidates.c[name] for name in POST_COLUMNS))
+        .where(matches_folded(candidates))
+        .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("skip"))
+    )
+
+
+# A search of several words, on PostgreSQL, when the window came up short: the page among the
+# titles holding its longest 2 or 3 words, each as a plain substring. Why: with the whole
+# search as the index condition, PostgreSQL reads the trigram lists of every word of it, and
+# of every word's first letters (`  p`, ` py`: found in a large share of titles); a pasted
+# 100-character search took 103 ms of index reading on the benchmark's data, two words 13 ms.
+# Keyed by (words, keyset).
+WORDS_SEARCH = {
+    (words, keyset): _posts_with_owner_and_votes(_word_candidates_page(keyset=keyset, words=words), searches=True)
+    for words in (2, 3)
+    for keyset in (False, True)
+}
+# A search holding ASCII punctuation (`%`, `_`, `\`, `c:\`), on PostgreSQL: the page among the
+# titles that hold all of its punctuation characters (revision 5c1e9a7d2b44), exact for every
+# page. The trigram index cannot narrow these: pg_trgm keeps letters and digits only. Keyed by keyset.
+SYMBOL_SEARCH = {
+    keyset: _posts_with_owner_and_votes(_symbol_candidates_page(keyset=keyset), searches=True)
+    for keyset in (False, True)
+}
 # One author's posts (`owner_id`), served by the index posts (owner_id, created_at, id):
 # their published posts, and their drafts too when the author is the caller. Keyed by
 # (search, keyset); a search here goes through the author's posts, not a window.
@@ -448,7 +511,7 @@ ALEMBIC_TABLE_EXISTS = {
 SCHEMA_REVISIONS = Prepared.of(text("SELECT version_num FROM alembic_version"))
 
 
-def _named_statements() -> dict[str, Prepared]:
+def named_statements() -> dict[str, Prepared]:
     """Every statement of this module by name (`LIST_POSTS[search, keyset]` style for the keyed ones)."""
     found: dict[str, Prepared] = {}
     for name, value in globals().items():
@@ -467,7 +530,7 @@ def render_statements() -> str:
         "-- The SQL Agora runs, as printed by `python -m app.db.statements` (tests/test_statements.py",
         "-- keeps docs/statements.sql equal to it). PostgreSQL gets $n parameters, SQLite named ones.",
     ]
-    for name, prepared in _named_statements().items():
+    for name, prepared in named_statements().items():
         flags = " (proves the viewer's account)" if prepared.proves_viewer else ""
         if prepared.searches:
             flags += " (a search: stopped after SEARCH_TIMEOUT_MS)"

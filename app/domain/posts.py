@@ -4,12 +4,14 @@ Every function takes the `Viewer` and returns rows (app/db/statements.py says wh
 columns); the routers turn them into responses (app/api/views.py).
 """
 
+import re
+import string
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.db import statements
-from app.db.backends import Database, Row
+from app.db.backends import Database, Prepared, Row
 from app.db.errors import DatabaseConflict
 from app.db.folding import fold
 from app.domain.errors import Conflict, Forbidden, InvalidParameter, NotFound
@@ -29,6 +31,43 @@ async def fold_missing_titles(database: Database) -> int:
             await database.fetch(statements.FOLD_TITLE, params)
         folded += len(rows)
     return folded
+
+
+# What revision 5c1e9a7d2b44's agora_title_symbols() collects from a title: ASCII punctuation.
+TITLE_SYMBOLS = frozenset(string.punctuation)
+
+
+def title_symbols(folded_search: str) -> list[str]:
+    """The punctuation characters every title matching the (folded) search holds, sorted."""
+    return sorted(TITLE_SYMBOLS.intersection(folded_search))
+
+
+# Runs of ASCII letters and digits: what pg_trgm takes as words in any locale.
+_ASCII_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def search_words(folded_search: str, most: int = 3) -> list[str]:
+    """The longest `most` distinct words (3+ ASCII letters or digits) of the (folded) search, longest first."""
+    words = dict.fromkeys(_ASCII_WORD.findall(folded_search))  # distinct, in the order typed
+    return sorted(words, key=len, reverse=True)[:most]
+
+
+def whole_table_search(
+    folded: str, params: dict[str, Any], *, keyset: bool, on_postgresql: bool
+) -> tuple[Prepared, dict[str, Any]]:
+    """The statement that finds a search's page in the whole table, and its parameters (`params`
+    and what it adds): on PostgreSQL, through the index that narrows that search best."""
+    if on_postgresql:
+        # Punctuation, which trigrams leave out: the titles holding the same (SYMBOL_SEARCH).
+        if symbols := title_symbols(folded):
+            return statements.SYMBOL_SEARCH[keyset], {**params, "symbols": symbols}
+        # Several words: the titles holding the longest of them (WORDS_SEARCH); a deep page is
+        # left to the planner, which may walk the feed instead when the words are common.
+        words = search_words(folded)
+        if len(words) >= 2 and params["skip"] + params["limit"] <= statements.SEARCH_WINDOW:
+            narrowed = {f"word_{number}": statements.like_pattern(word) for number, word in enumerate(words, 1)}
+            return statements.WORDS_SEARCH[len(words), keyset], {**params, **narrowed}
+    return statements.LIST_POSTS[True, keyset], params
 
 
 def post_not_found(post_id: int) -> NotFound:
@@ -83,7 +122,9 @@ class Feed:
 
     A search first looks among the newest `statements.SEARCH_WINDOW` posts (one plan for
     every word, see RECENT_SEARCH); when that window holds less than the page, the
-    whole-table statement answers, which is exact in every case. Words whose first page
+    whole-table statement answers, which is exact in every case: on PostgreSQL, a search
+    holding punctuation through the titles that hold the same (SYMBOL_SEARCH), any other
+    through the trigram index or the feed index, as the planner decides (LIST_POSTS). Words whose first page
     missed the window lately skip it for `sparse_seconds` (only a shortcut: both paths
     give the same page).
     """
@@ -104,8 +145,9 @@ class Feed:
         """One page of the feed (rows of statements.LIST_POSTS), or of one author's posts
         (`owner_id`: statements.OWNER_POSTS); 422 for a cursor the viewer cannot page from."""
         params: dict[str, Any] = {"limit": limit, "skip": skip}
+        folded = fold(search) if search else ""
         if search:
-            params["pattern"] = statements.like_pattern(fold(search))
+            params["pattern"] = statements.like_pattern(folded)
         keyset = before_id is not None
         if keyset:
             params["before_id"] = before_id
@@ -127,7 +169,10 @@ class Feed:
                 if len(rows) < limit and skip == 0 and not keyset:
                     self.sparse_searches.add(search)
             if len(rows) < limit:  # no window, or it held less than a page: ask the whole table
-                rows = await viewer.fetch(statements.LIST_POSTS[True, keyset], params)
+                on_postgresql = viewer.database.dialect == "postgresql"
+                rows = await viewer.fetch(
+                    *whole_table_search(folded, params, keyset=keyset, on_postgresql=on_postgresql)
+                )
         if not rows and before_id is not None:
             # An empty keyset page must not hide a bad cursor: say so when that post is gone or not visible.
             try:

@@ -1,0 +1,230 @@
+"""Searches the trigram index cannot narrow well, on PostgreSQL found through an index that can:
+punctuation (`%`, `_`, `\\`, `c:\\`: revision 5c1e9a7d2b44, statements.SYMBOL_SEARCH), and several
+words (statements.WORDS_SEARCH). The pages must be exact on both databases.
+
+The feed: titles with and without punctuation or the searched words, then more plain
+posts than the search window holds, so that every search here misses the window and asks
+the whole table. The expected pages come from Python (`str.casefold` and `in` over every
+title), not SQL.
+"""
+
+import string
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import IS_POSTGRESQL, Account, needs_postgresql
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
+
+from app.db import statements as queries
+from app.db.backends import Prepared
+from app.db.folding import fold
+from app.domain.posts import search_words
+
+TITLES = [
+    "50% off today",
+    "100%",
+    "a_b and more",
+    "ab is not a_b? it is: a_b",
+    "c:\\temp\\file",
+    "c:/temp/file",
+    "__init__.py",
+    "one \\ backslash",
+    "percent sign alone: %",
+    "ÜBER_STRASSE 10%",
+    "(parens) [brackets] {braces}",
+    'it\'s a "quote"',
+    "kotlin nectar",
+    "nectar kotlin amber",
+    "kotlin and nectar",
+    "Kotlin Nectar Amber again",
+    "kotlinnectar",
+    "über straße",
+]
+SEARCHES = ["%", "_", "\\", "c:\\", "a_b", "%%", "__init__", "50% off", "über_straße", "ß%", ":", "'s", "[b", "x%"]
+WORD_SEARCHES = ["kotlin nectar", "nectar kotlin", "kotlin nectar amber", "nectar amber again", "n nec", "ber stras"]
+PLAIN = queries.SEARCH_WINDOW + 20
+
+
+@dataclass
+class Feed:
+    reader: Account
+    titles: dict[int, str]  # by id, newest first
+
+
+@pytest.fixture
+def feed(client: TestClient, make_account: Callable[..., Account], sql: Connection) -> Iterator[Feed]:
+    author, reader = make_account(), make_account()
+    for number, title in enumerate(TITLES):
+        response = client.post("/posts/", json={"title": title, "content": "c"}, headers=author.headers)
+        assert response.status_code == 201, response.text
+        # Older than the plain posts, and in a known order (one a minute).
+        sql.execute(
+            text("UPDATE posts SET created_at = :at WHERE id = :id"),
+            {"at": f"2020-01-01 00:{number:02}:00", "id": response.json()["id"]},
+        )
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "VALUES (:title, :title, 'c', true, :created_at, :owner_id)"
+        ),
+        [
+            {"title": f"plain {i}", "created_at": f"2021-01-01 00:{i // 60 % 60:02}:{i % 60:02}", "owner_id": author.id}
+            for i in range(PLAIN)
+        ],
+    )
+    if IS_POSTGRESQL:
+        sql.exec_driver_sql("ANALYZE posts")
+    rows = sql.execute(text("SELECT id, title FROM posts ORDER BY created_at DESC, id DESC")).all()
+    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+    yield Feed(reader, {row[0]: row[1] for row in rows})
+    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+
+
+def _ids(client: TestClient, reader: Account, **params: Any) -> list[int]:
+    response = client.get("/posts/", params=params, headers=reader.headers)
+    assert response.status_code == 200, response.text
+    return [item["Post"]["id"] for item in response.json()]
+
+
+def _expected(feed: Feed, search: str) -> list[int]:
+    return [post_id for post_id, title in feed.titles.items() if search.casefold() in title.casefold()]
+
+
+@pytest.mark.parametrize("search", SEARCHES + WORD_SEARCHES)
+def test_a_search_finds_exactly_the_titles_holding_it(client: TestClient, feed: Feed, search: str) -> None:
+    expected = _expected(feed, search)
+    assert _ids(client, feed.reader, search=search, limit=100) == expected
+    assert _ids(client, feed.reader, search=search, limit=2, skip=1) == expected[1:3]
+    if expected:
+        assert _ids(client, feed.reader, search=search, limit=100, before_id=expected[0]) == expected[1:]
+
+
+def test_the_cases_have_matches_and_misses(feed: Feed) -> None:
+    """The table above is worth its name: most searches find several titles, some find none."""
+    found = {search: len(_expected(feed, search)) for search in SEARCHES}
+    assert found["%"] == 4 and found["_"] == 4 and found["a_b"] == 2 and found["x%"] == 0, found
+    words = {search: len(_expected(feed, search)) for search in WORD_SEARCHES}
+    assert words["kotlin nectar"] == 2 and words["nectar kotlin"] == 1 and words["kotlin nectar amber"] == 1, words
+
+
+def test_the_words_that_narrow_a_search() -> None:
+    assert search_words("kotlin nectar kotlin") == ["kotlin", "nectar"]
+    assert search_words("a an the python rust") == ["python", "rust", "the"]
+    assert search_words("c:\\temp\\file.txt") == ["temp", "file", "txt"]
+    assert search_words(fold("Über Straße")) == ["strasse", "ber"]  # ASCII runs only: pg_trgm's words anywhere
+    assert search_words("to be or") == [] and search_words("%_%") == []
+
+
+@pytest.fixture
+def statements(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
+    """The statements the app runs from now on, in order."""
+    seen: list[Prepared] = []
+    database = client.app.state.database  # type: ignore[attr-defined]
+    fetch = database.fetch
+
+    def recording_fetch(prepared: Prepared, params: Any = None) -> Any:
+        seen.append(prepared)
+        return fetch(prepared, params)
+
+    monkeypatch.setattr(database, "fetch", recording_fetch)
+    return seen
+
+
+def test_which_statement_asks_the_whole_table(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
+    """PostgreSQL: punctuation goes through its own index, letters alone through LIST_POSTS; SQLite scans."""
+    _ids(client, feed.reader, search="c:\\", limit=10)
+    _ids(client, feed.reader, search="temp", limit=10)
+    _ids(client, feed.reader, search="%", limit=10, before_id=next(iter(feed.titles)))
+    _ids(client, feed.reader, search="kotlin nectar", limit=10)
+    _ids(client, feed.reader, search="nectar kotlin amber", limit=10, before_id=next(iter(feed.titles)))
+    _ids(client, feed.reader, search="kotlin nectar", limit=10, skip=queries.SEARCH_WINDOW)  # deep: the planner's
+    searches = [prepared for prepared in statements if prepared.searches]  # not the account checks between
+    if IS_POSTGRESQL:
+        assert searches == [
+            queries.RECENT_SEARCH[False],
+            queries.SYMBOL_SEARCH[False],
+            queries.RECENT_SEARCH[False],
+            queries.LIST_POSTS[True, False],
+            queries.RECENT_SEARCH[True],
+            queries.SYMBOL_SEARCH[True],
+            queries.RECENT_SEARCH[False],
+            queries.WORDS_SEARCH[2, False],
+            queries.RECENT_SEARCH[True],
+            queries.WORDS_SEARCH[3, True],
+            queries.LIST_POSTS[True, False],
+        ]
+    else:
+        assert set(searches) <= {*queries.RECENT_SEARCH.values(), *queries.LIST_POSTS.values()}
+
+
+@needs_postgresql
+def test_the_function_collects_ascii_punctuation_only(sql: Connection) -> None:
+    # Then other punctuation: guillemets, dashes, curly quotes, fullwidth % and _.
+    every_character = "".join(map(chr, range(1, 128))) + "«»¿¡€\u2013\u2014“”・\uff05\uff3f"
+    found = sql.execute(text("SELECT agora_title_symbols(:title)"), {"title": every_character}).scalar_one()
+    assert sorted(found) == sorted(string.punctuation)
+    assert sql.execute(text("SELECT agora_title_symbols('plain words 42')")).scalar_one() == []
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_the_generic_plan_finds_candidates_through_the_symbols_index(feed: Feed, sql: Connection, keyset: bool) -> None:
+    """The plan PostgreSQL keeps for the statement uses ix_posts_title_symbols, whatever the characters."""
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'filler ' || i, 'filler ' || i, 'c', true, timestamptz '2019-01-01' + i * interval '1 s', "
+            ":owner_id FROM generate_series(1, 50000) AS i"
+        ),
+        {"owner_id": feed.reader.id},
+    )
+    sql.exec_driver_sql("ANALYZE posts")
+    prepared = queries.SYMBOL_SEARCH[keyset]
+    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
+    assert connection is not None
+    connection.execute("SET plan_cache_mode = force_generic_plan")
+    connection.execute(f"PREPARE symbol_search AS {prepared.asyncpg_sql}")
+    try:
+        values = {"viewer_id": feed.reader.id, "pattern": "'%/%%'", "symbols": "ARRAY['%']", "limit": 10, "skip": 0}
+        values |= {"viewer_generation": 0, "viewer_jti": "'not-revoked'", "before_id": next(iter(feed.titles))}
+        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+        plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE symbol_search ({arguments})"))
+    finally:
+        connection.execute("DEALLOCATE symbol_search")
+        connection.execute("RESET plan_cache_mode")
+    assert "CTE candidates" in plan and "ix_posts_title_symbols" in plan, plan  # every candidate, then the page
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_the_generic_plan_finds_word_candidates_through_the_trigram_index(
+    feed: Feed, sql: Connection, keyset: bool
+) -> None:
+    """The plan PostgreSQL keeps for WORDS_SEARCH takes its candidates from ix_posts_title_folded_trgm."""
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'filler ' || i, 'filler ' || i, 'c', true, timestamptz '2019-01-01' + i * interval '1 s', "
+            ":owner_id FROM generate_series(1, 50000) AS i"
+        ),
+        {"owner_id": feed.reader.id},
+    )
+    sql.exec_driver_sql("ANALYZE posts")
+    prepared = queries.WORDS_SEARCH[2, keyset]
+    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
+    assert connection is not None
+    connection.execute("SET plan_cache_mode = force_generic_plan")
+    connection.execute(f"PREPARE words_search AS {prepared.asyncpg_sql}")
+    try:
+        values = {"viewer_id": feed.reader.id, "pattern": "'%kotlin nectar%'", "limit": 10, "skip": 0}
+        values |= {"word_1": "'%kotlin%'", "word_2": "'%nectar%'", "viewer_generation": 0}
+        values |= {"viewer_jti": "'not-revoked'", "before_id": next(iter(feed.titles))}
+        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+        plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE words_search ({arguments})"))
+    finally:
+        connection.execute("DEALLOCATE words_search")
+        connection.execute("RESET plan_cache_mode")
+    assert "CTE candidates" in plan and "ix_posts_title_folded_trgm" in plan, plan  # every candidate, then the page
