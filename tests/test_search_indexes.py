@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from app.db import statements as queries
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.domain.posts import search_words
+from app.domain.posts import narrowing_substrings, search_words
 
 TITLES = [
     "50% off today",
@@ -116,6 +116,12 @@ def test_the_words_that_narrow_a_search() -> None:
     assert search_words("c:\\temp\\file.txt") == ["temp", "file", "txt"]
     assert search_words(fold("Über Straße")) == ["strasse", "ber"]  # ASCII runs only: pg_trgm's words anywhere
     assert search_words("to be or") == [] and search_words("%_%") == []
+
+
+def test_what_a_search_of_several_words_looks_up() -> None:
+    assert narrowing_substrings("kotlin nectar") == ["kotlin", "nectar"]  # two words: whole
+    assert narrowing_substrings("python rust golang kotlin") == ["yth", "ola", "otl"]  # more: a trigram of three
+    assert narrowing_substrings("python") == ["python"]  # one word: LIST_POSTS, not WORDS_SEARCH
 
 
 @pytest.fixture

