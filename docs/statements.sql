@@ -344,7 +344,7 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/')
+WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -363,7 +363,7 @@ WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/')
+WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -385,7 +385,7 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $4::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $4))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -406,7 +406,7 @@ WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -430,7 +430,7 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/')
+WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -449,7 +449,7 @@ WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/')
+WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -471,7 +471,7 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published OR posts.owner_id = $1::INTEGER) AND posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $5::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $5))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -492,7 +492,7 @@ WHERE revoked_tokens.jti = $10::VARCHAR))) ORDER BY page.created_at DESC, page.i
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.published = 1 OR posts.owner_id = :viewer_id) AND posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1

@@ -54,6 +54,7 @@ os.environ.update(
 )
 
 from app.config import driver_urls  # noqa: E402
+from app.db.backends import Prepared  # noqa: E402
 from app.db.migrations import create_migration_engine, upgrade_to_head  # noqa: E402
 
 IS_POSTGRESQL = make_url(TEST_DATABASE_URL).get_backend_name() == "postgresql"
@@ -245,6 +246,21 @@ def sql() -> Iterator[Connection]:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         yield connection
     engine.dispose()
+
+
+@pytest.fixture
+def statements(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
+    """The statements the app runs from now on, in order."""
+    seen: list[Prepared] = []
+    database = client.app.state.database  # type: ignore[attr-defined]
+    fetch = database.fetch
+
+    def recording_fetch(prepared: Prepared, params: Any = None) -> Any:
+        seen.append(prepared)
+        return fetch(prepared, params)
+
+    monkeypatch.setattr(database, "fetch", recording_fetch)
+    return seen
 
 
 # --- shared assertions --------------------------------------------------------------

@@ -124,21 +124,6 @@ def test_what_a_search_of_several_words_looks_up() -> None:
     assert narrowing_substrings("python") == ["python"]  # one word: LIST_POSTS, not WORDS_SEARCH
 
 
-@pytest.fixture
-def statements(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
-    """The statements the app runs from now on, in order."""
-    seen: list[Prepared] = []
-    database = client.app.state.database  # type: ignore[attr-defined]
-    fetch = database.fetch
-
-    def recording_fetch(prepared: Prepared, params: Any = None) -> Any:
-        seen.append(prepared)
-        return fetch(prepared, params)
-
-    monkeypatch.setattr(database, "fetch", recording_fetch)
-    return seen
-
-
 def test_which_statement_asks_the_whole_table(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
     """PostgreSQL: punctuation goes through its own index, letters alone through LIST_POSTS; SQLite scans."""
     _ids(client, feed.reader, search="c:\\", limit=10)
@@ -175,10 +160,11 @@ def test_the_function_collects_ascii_punctuation_only(sql: Connection) -> None:
     assert sql.execute(text("SELECT agora_title_symbols('plain words 42')")).scalar_one() == []
 
 
-@needs_postgresql
-@pytest.mark.parametrize("keyset", [False, True])
-def test_the_generic_plan_finds_candidates_through_the_symbols_index(feed: Feed, sql: Connection, keyset: bool) -> None:
-    """The plan PostgreSQL keeps for the statement uses ix_posts_title_symbols, whatever the characters."""
+def _generic_plan(feed: Feed, sql: Connection, prepared: Prepared, values: dict[str, object]) -> str:
+    """EXPLAIN of the plan PostgreSQL keeps for `prepared` once it plans it generically, on 50,000 more posts.
+
+    `values` are SQL literals by parameter name; the viewer's and the cursor's are added.
+    """
     sql.execute(
         text(
             "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
@@ -188,19 +174,26 @@ def test_the_generic_plan_finds_candidates_through_the_symbols_index(feed: Feed,
         {"owner_id": feed.reader.id},
     )
     sql.exec_driver_sql("ANALYZE posts")
-    prepared = queries.SYMBOL_SEARCH[keyset]
+    values = {**values, "viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"limit": 10, "skip": 0, "before_id": next(iter(feed.titles))}
+    arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
     connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
     assert connection is not None
     connection.execute("SET plan_cache_mode = force_generic_plan")
-    connection.execute(f"PREPARE symbol_search AS {prepared.asyncpg_sql}")
+    connection.execute(f"PREPARE planned AS {prepared.asyncpg_sql}")
     try:
-        values = {"viewer_id": feed.reader.id, "pattern": "'%/%%'", "symbols": "ARRAY['%']", "limit": 10, "skip": 0}
-        values |= {"viewer_generation": 0, "viewer_jti": "'not-revoked'", "before_id": next(iter(feed.titles))}
-        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
-        plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE symbol_search ({arguments})"))
+        return "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE planned ({arguments})"))
     finally:
-        connection.execute("DEALLOCATE symbol_search")
+        connection.execute("DEALLOCATE planned")
         connection.execute("RESET plan_cache_mode")
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_the_generic_plan_finds_candidates_through_the_symbols_index(feed: Feed, sql: Connection, keyset: bool) -> None:
+    """The plan PostgreSQL keeps for SYMBOL_SEARCH uses ix_posts_title_symbols, whatever the characters."""
+    values: dict[str, object] = {"pattern": "'%/%%'", "symbols": "ARRAY['%']"}
+    plan = _generic_plan(feed, sql, queries.SYMBOL_SEARCH[keyset], values)
     assert "CTE candidates" in plan and "ix_posts_title_symbols" in plan, plan  # every candidate, then the page
 
 
@@ -210,27 +203,6 @@ def test_the_generic_plan_finds_word_candidates_through_the_trigram_index(
     feed: Feed, sql: Connection, keyset: bool
 ) -> None:
     """The plan PostgreSQL keeps for WORDS_SEARCH takes its candidates from ix_posts_title_folded_trgm."""
-    sql.execute(
-        text(
-            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
-            "SELECT 'filler ' || i, 'filler ' || i, 'c', true, timestamptz '2019-01-01' + i * interval '1 s', "
-            ":owner_id FROM generate_series(1, 50000) AS i"
-        ),
-        {"owner_id": feed.reader.id},
-    )
-    sql.exec_driver_sql("ANALYZE posts")
-    prepared = queries.WORDS_SEARCH[2, keyset]
-    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
-    assert connection is not None
-    connection.execute("SET plan_cache_mode = force_generic_plan")
-    connection.execute(f"PREPARE words_search AS {prepared.asyncpg_sql}")
-    try:
-        values = {"viewer_id": feed.reader.id, "pattern": "'%kotlin nectar%'", "limit": 10, "skip": 0}
-        values |= {"word_1": "'%kotlin%'", "word_2": "'%nectar%'", "viewer_generation": 0}
-        values |= {"viewer_jti": "'not-revoked'", "before_id": next(iter(feed.titles))}
-        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
-        plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE words_search ({arguments})"))
-    finally:
-        connection.execute("DEALLOCATE words_search")
-        connection.execute("RESET plan_cache_mode")
+    values: dict[str, object] = {"pattern": "'%kotlin nectar%'", "word_1": "'%kotlin%'", "word_2": "'%nectar%'"}
+    plan = _generic_plan(feed, sql, queries.WORDS_SEARCH[2, keyset], values)
     assert "CTE candidates" in plan and "ix_posts_title_folded_trgm" in plan, plan  # every candidate, then the page

@@ -114,21 +114,6 @@ def test_drafts_in_the_window_stay_hidden_and_the_page_stays_full(
     assert _ids(client, feed.reader, search="hay", limit=10) == visible[:10]
 
 
-@pytest.fixture
-def statements(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[Prepared]:
-    """The statements the app runs from now on, in order."""
-    seen: list[Prepared] = []
-    database = client.app.state.database  # type: ignore[attr-defined]
-    fetch = database.fetch
-
-    def recording_fetch(prepared: Prepared, params: Any = None) -> Any:
-        seen.append(prepared)
-        return fetch(prepared, params)
-
-    monkeypatch.setattr(database, "fetch", recording_fetch)
-    return seen
-
-
 def test_a_common_search_is_one_statement_on_the_window(
     client: TestClient, feed: Feed, statements: list[Prepared]
 ) -> None:

@@ -272,18 +272,15 @@ RECENT_SEARCH = {
 }
 
 
-def _symbol_candidates_page(*, keyset: bool) -> Select[Any]:
-    """The page among the titles holding every punctuation character of the search (`symbols`,
-    a text[]), each checked exactly: ix_posts_title_symbols (PostgreSQL only) finds them."""
-    title_symbols = func.agora_title_symbols(posts.c.title_folded).op("@>")(bindparam("symbols"))
-    found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(
-        title_symbols, VISIBLE_TO_VIEWER
-    )
+def _candidates_page(*narrowing: ColumnElement[bool], keyset: bool) -> Select[Any]:
+    """The page among the visible posts that meet `narrowing` (conditions an index answers),
+    each candidate then checked exactly against the search (`matches_folded`)."""
+    found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(*narrowing, VISIBLE_TO_VIEWER)
     if keyset:
         found = found.where(_after_cursor(posts))
     # MATERIALIZED: every candidate first, then the page. Without it, the page's ORDER BY and
     # LIMIT tempt the planner to walk the feed index instead, which reads every title when
-    # the characters are rare (the generic plan cannot tell how rare). The exact match is
+    # the candidates are few (the generic plan cannot tell how few). The exact match is
     # checked on the candidates, outside: inside, the generic plan took the trigram index
     # for it, which for a pattern without letters reads every title.
     candidates = found.cte("candidates").prefix_with("MATERIALIZED")
@@ -296,23 +293,14 @@ def _symbol_candidates_page(*, keyset: bool) -> Select[Any]:
     )
 
 
-def _word_candidates_page(*, keyset: bool, words: int) -> Select[Any]:
-    """The page among the titles holding each of `words` words of the search (`word_1`, ...:
-    like_pattern of each), checked exactly: the trigram index finds them, by those words only."""
-    found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(VISIBLE_TO_VIEWER)
-    for number in range(1, words + 1):
-        found = found.where(posts.c.title_folded.like(bindparam(f"word_{number}", type_=String), escape=LIKE_ESCAPE))
-    if keyset:
-        found = found.where(_after_cursor(posts))
-    # As in _symbol_candidates_page: every candidate first, the exact match outside.
-    candidates = found.cte("candidates").prefix_with("MATERIALIZED")
-    return (
-        select(*(candidates.c[name] for name in POST_COLUMNS))
-        .where(matches_folded(candidates))
-        .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
-        .limit(bindparam("limit"))
-        .offset(bindparam("skip"))
-    )
+# Every punctuation character of the search (`symbols`, a text[]) is in the title:
+# ix_posts_title_symbols (PostgreSQL only) answers it.
+HOLDS_THE_SYMBOLS = func.agora_title_symbols(posts.c.title_folded).op("@>")(bindparam("symbols"))
+
+
+def _holds_word(number: int) -> ColumnElement[bool]:
+    """The title holds the search's `word_<number>` (like_pattern of it): the trigram index answers it."""
+    return posts.c.title_folded.like(bindparam(f"word_{number}", type_=String), escape=LIKE_ESCAPE)
 
 
 # A search of several words, on PostgreSQL, when the window came up short: the page among the
@@ -322,7 +310,9 @@ def _word_candidates_page(*, keyset: bool, words: int) -> Select[Any]:
 # 100-character search took 103 ms of index reading on the benchmark's data, two words 13 ms.
 # Keyed by (words, keyset).
 WORDS_SEARCH = {
-    (words, keyset): _posts_with_owner_and_votes(_word_candidates_page(keyset=keyset, words=words), searches=True)
+    (words, keyset): _posts_with_owner_and_votes(
+        _candidates_page(*(_holds_word(number) for number in range(1, words + 1)), keyset=keyset), searches=True
+    )
     for words in (2, 3)
     for keyset in (False, True)
 }
@@ -330,7 +320,7 @@ WORDS_SEARCH = {
 # titles that hold all of its punctuation characters (revision 5c1e9a7d2b44), exact for every
 # page. The trigram index cannot narrow these: pg_trgm keeps letters and digits only. Keyed by keyset.
 SYMBOL_SEARCH = {
-    keyset: _posts_with_owner_and_votes(_symbol_candidates_page(keyset=keyset), searches=True)
+    keyset: _posts_with_owner_and_votes(_candidates_page(HOLDS_THE_SYMBOLS, keyset=keyset), searches=True)
     for keyset in (False, True)
 }
 # One author's posts (`owner_id`), served by the index posts (owner_id, created_at, id):
