@@ -338,6 +338,13 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
+-- SYMBOL_FREQUENCIES
+-- parameters: none
+-- PostgreSQL:
+SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'ix_posts_title_symbols';
+-- SQLite:
+SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'ix_posts_title_symbols';
+
 -- WORDS_SEARCH[2, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
 -- parameters: viewer_id, word_1, word_2, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from app.db import statements as queries
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.domain.posts import narrowing_substrings, search_words
+from app.domain.posts import SYMBOL_CANDIDATES_MAX, narrowing_substrings, search_words
 
 TITLES = [
     "50% off today",
@@ -78,9 +78,12 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     if IS_POSTGRESQL:
         sql.exec_driver_sql("ANALYZE posts")
     rows = sql.execute(text("SELECT id, title FROM posts ORDER BY created_at DESC, id DESC")).all()
-    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+    app_feed = client.app.state.feed  # type: ignore[attr-defined]
+    app_feed.sparse_searches.clear()
+    app_feed.symbol_frequencies.forget()  # read again: this feed's statistics, not an earlier test's
     yield Feed(reader, {row[0]: row[1] for row in rows})
-    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+    app_feed.sparse_searches.clear()
+    app_feed.symbol_frequencies.forget()
 
 
 def _ids(client: TestClient, reader: Account, **params: Any) -> list[int]:
@@ -158,6 +161,34 @@ def test_the_function_collects_ascii_punctuation_only(sql: Connection) -> None:
     found = sql.execute(text("SELECT agora_title_symbols(:title)"), {"title": every_character}).scalar_one()
     assert sorted(found) == sorted(string.punctuation)
     assert sql.execute(text("SELECT agora_title_symbols('plain words 42')")).scalar_one() == []
+
+
+@needs_postgresql
+def test_punctuation_most_titles_hold_is_found_by_walking_the_feed(
+    client: TestClient, feed: Feed, sql: Connection, statements: list[Prepared]
+) -> None:
+    """By PostgreSQL's statistics: a character more than SYMBOL_CANDIDATES_MAX titles hold is not
+    looked up through its index (every one of them would be read); a rare one still is."""
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'filler ' || i || '''s', 'filler ' || i || '''s', 'c', true, "
+            "timestamptz '2019-01-01' + i * interval '1 s', :owner_id FROM generate_series(1, :count) AS i"
+        ),
+        {"owner_id": feed.reader.id, "count": SYMBOL_CANDIDATES_MAX + 5000},
+    )
+    sql.exec_driver_sql("ANALYZE posts")
+    titles = sql.execute(text("SELECT id, title FROM posts ORDER BY created_at DESC, id DESC")).all()
+    for search in ("'s", "%"):
+        expected = [post_id for post_id, title in titles if search in title.casefold()][:10]
+        assert _ids(client, feed.reader, search=search, limit=10) == expected
+    assert [prepared for prepared in statements if prepared.searches] == [
+        queries.RECENT_SEARCH[False],
+        queries.LIST_POSTS[True, False],  # "'s": the window held none, and most titles hold "'"
+        queries.RECENT_SEARCH[False],
+        queries.SYMBOL_SEARCH[False],  # "%": a handful of titles
+    ]
+    assert statements.count(queries.SYMBOL_FREQUENCIES) == 1  # read once, then remembered
 
 
 def _generic_plan(feed: Feed, sql: Connection, prepared: Prepared, values: dict[str, object]) -> str:

@@ -303,6 +303,19 @@ def _holds_word(number: int) -> ColumnElement[bool]:
     return posts.c.title_folded.like(bindparam(f"word_{number}", type_=String), escape=LIKE_ESCAPE)
 
 
+# How often each punctuation character is in a title, from PostgreSQL's statistics of
+# ix_posts_title_symbols (ANALYZE keeps the most common elements of the indexed arrays,
+# each with the share of rows that hold it), and how many posts there are. A search for a
+# character most titles hold is better served by walking the feed than by its candidates.
+SYMBOL_FREQUENCIES = Prepared.of(
+    text(
+        "SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, "
+        "(SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts "
+        "FROM pg_stats WHERE tablename = 'ix_posts_title_symbols'"
+    )
+)
+
+
 # A search of several words, on PostgreSQL, when the window came up short: the page among the
 # titles holding its longest 2 or 3 words, each as a plain substring. Why: with the whole
 # search as the index condition, PostgreSQL reads the trigram lists of every word of it, and

@@ -67,14 +67,49 @@ def narrowing_substrings(folded_search: str) -> list[str]:
     return [word[(len(word) - 3) // 2 :][:3] for word in words]
 
 
+# A search whose punctuation more titles hold than this (by PostgreSQL's statistics) is not
+# served through them: reading and checking each candidate costs about 4 µs, so 10,000 are
+# about 40 ms, and a walk down the feed finds a common character's page sooner.
+SYMBOL_CANDIDATES_MAX = 10_000
+
+
+class SymbolFrequencies:
+    """How many posts hold each punctuation character, from PostgreSQL's statistics, read again every `seconds`."""
+
+    def __init__(self, *, seconds: float = 300, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._read_at: float | None = None
+        self._posts_holding: dict[str, float] = {}
+
+    async def candidates(self, database: Database, symbols: Sequence[str]) -> float:
+        """About how many posts hold all of `symbols`: the count of the rarest; 0 for a character
+        the statistics do not list (rarer than any they do) or when there are none yet."""
+        if self._read_at is None or self._clock() - self._read_at >= self._seconds:
+            self._read_at = self._clock()
+            rows = await database.fetch(statements.SYMBOL_FREQUENCIES)
+            self._posts_holding = {}
+            if rows and rows[0]["symbols"] is not None:
+                listed, posts = rows[0]["symbols"], max(rows[0]["posts"], 0)
+                # The frequencies go on with three more numbers (minimum, maximum, nulls): left out.
+                for symbol, frequency in zip(listed, rows[0]["frequencies"][: len(listed)], strict=True):
+                    self._posts_holding[symbol] = frequency * posts
+        return min(self._posts_holding.get(symbol, 0.0) for symbol in symbols)
+
+    def forget(self) -> None:
+        """Read the statistics again at the next search (after an ANALYZE, in tests)."""
+        self._read_at = None
+
+
 def whole_table_search(
-    folded: str, params: dict[str, Any], *, keyset: bool, on_postgresql: bool
+    folded: str, params: dict[str, Any], *, keyset: bool, on_postgresql: bool, common_symbols: bool = False
 ) -> tuple[Prepared, dict[str, Any]]:
     """The statement that finds a search's page in the whole table, and its parameters (`params`
-    and what it adds): on PostgreSQL, through the index that narrows that search best."""
+    and what it adds): on PostgreSQL, through the index that narrows that search best.
+    `common_symbols`: the search's punctuation is in more than SYMBOL_CANDIDATES_MAX titles."""
     if on_postgresql:
         # Punctuation, which trigrams leave out: the titles holding the same (SYMBOL_SEARCH).
-        if symbols := title_symbols(folded):
+        if not common_symbols and (symbols := title_symbols(folded)):
             return statements.SYMBOL_SEARCH[keyset], {**params, "symbols": symbols}
         # Several words: the titles holding the longest of them (WORDS_SEARCH); a deep page is
         # left to the planner, which may walk the feed instead when the words are common.
@@ -137,15 +172,15 @@ class Feed:
 
     A search first looks among the newest `statements.SEARCH_WINDOW` posts (one plan for
     every word, see RECENT_SEARCH); when that window holds less than the page, the
-    whole-table statement answers, which is exact in every case: on PostgreSQL, a search
-    holding punctuation through the titles that hold the same (SYMBOL_SEARCH), any other
-    through the trigram index or the feed index, as the planner decides (LIST_POSTS). Words whose first page
+    whole-table statement answers, which is exact in every case (`whole_table_search`: on
+    PostgreSQL through the index that narrows the search best). Words whose first page
     missed the window lately skip it for `sparse_seconds` (only a shortcut: both paths
     give the same page).
     """
 
     def __init__(self, *, sparse_seconds: float = 60, sparse_max_words: int = 4096) -> None:
         self.sparse_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
+        self.symbol_frequencies = SymbolFrequencies()
 
     async def page(
         self,
@@ -184,10 +219,7 @@ class Feed:
                 if len(rows) < limit and skip == 0 and not keyset:
                     self.sparse_searches.add(search)
             if len(rows) < limit:  # no window, or it held less than a page: ask the whole table
-                on_postgresql = viewer.database.dialect == "postgresql"
-                rows = await viewer.fetch(
-                    *whole_table_search(folded, params, keyset=keyset, on_postgresql=on_postgresql)
-                )
+                rows = await self._whole_table(viewer, folded, params, keyset=keyset)
         if not rows and before_id is not None:
             # An empty keyset page must not hide a bad cursor: say so when that post is gone or not visible.
             try:
@@ -195,6 +227,15 @@ class Feed:
             except NotFound:
                 raise InvalidParameter(("query", "before_id"), f"no post {before_id} to page from") from None
         return rows
+
+    async def _whole_table(self, viewer: Viewer, folded: str, params: dict[str, Any], *, keyset: bool) -> Sequence[Row]:
+        on_postgresql = viewer.database.dialect == "postgresql"
+        symbols = title_symbols(folded) if on_postgresql else []
+        common = bool(symbols) and (
+            await self.symbol_frequencies.candidates(viewer.database, symbols) > SYMBOL_CANDIDATES_MAX
+        )
+        found = whole_table_search(folded, params, keyset=keyset, on_postgresql=on_postgresql, common_symbols=common)
+        return await viewer.fetch(*found)
 
 
 async def read_post(viewer: Viewer, post_id: int) -> Row:
