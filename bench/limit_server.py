@@ -3,10 +3,12 @@
 A yardstick for bench/run.sh: the same HTTP contract as Agora for what the benchmark calls,
 on the same schema and data, written as plainly and cheaply as Python allows: a bare ASGI
 callable (no framework, no validation library), one asyncpg pool, orjson, and an HS256
-token check with PyJWT. What a real service must do and this one skips on purpose: it
-trusts the user id of a valid token without looking the account up on every request, it
-keeps no access log, no rate limits, no security headers, and it does not upgrade old
-password hashes at login.
+token check with PyJWT. As Agora's contract requires, each statement also checks, in
+the same round trip, that the token still counts (its account has the token's
+generation, and its id is not revoked: `_token_counts`). What a real service must do and
+this one skips on purpose: a token that no longer counts simply finds nothing (Agora
+answers 401), it keeps no access log, no rate limits, no security headers, and it does
+not upgrade old password hashes at login.
 
     LIMIT_DATABASE_URL=postgresql://postgres@127.0.0.1:5440/limit_small LIMIT_SECRET_KEY=... \\
         .venv/bin/python -m uvicorn bench.limit_server:app --workers 1 --port 8201 --no-access-log
@@ -33,7 +35,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -66,21 +68,33 @@ _VOTED = "(SELECT 1 FROM votes v WHERE v.user_id = $1 AND v.post_id = p.id) IS N
 _PAGE_FROM = "SELECT id, title, content, published, created_at, owner_id FROM posts WHERE " + _VISIBLE
 
 
-def _with_owner_and_votes(page: str) -> str:
+def _token_counts(parameters: int) -> str:
+    """The caller's token still counts, as Agora's contract has it (a password change or a logout
+    revokes it): its account has the token's generation, and its id is not revoked. The
+    generation and the id are the statement's last two parameters, after its `parameters`."""
+    generation, jti = f"${parameters + 1}", f"${parameters + 2}"
     return (
-        f"SELECT {_ROW}, {_VOTES}, {_VOTED} FROM ({page}) AS p JOIN users u ON u.id = p.owner_id"
-        " ORDER BY p.created_at DESC, p.id DESC"
+        f"EXISTS (SELECT 1 FROM users a WHERE a.id = $1 AND a.token_generation = {generation}"
+        f" AND NOT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = {jti}))"
     )
 
 
-SQL_FEED = _with_owner_and_votes(f"{_PAGE_FROM} ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
+def _with_owner_and_votes(page: str, parameters: int) -> str:
+    return (
+        f"SELECT {_ROW}, {_VOTES}, {_VOTED} FROM ({page}) AS p JOIN users u ON u.id = p.owner_id"
+        f" WHERE {_token_counts(parameters)} ORDER BY p.created_at DESC, p.id DESC"
+    )
+
+
+SQL_FEED = _with_owner_and_votes(f"{_PAGE_FROM} ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 3)
 SQL_SEARCH = _with_owner_and_votes(
-    f"{_PAGE_FROM} AND title_folded LIKE $4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    f"{_PAGE_FROM} AND title_folded LIKE $4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 4
 )
-SQL_ONE = _with_owner_and_votes(f"{_PAGE_FROM} AND id = $2")
+SQL_ONE = _with_owner_and_votes(f"{_PAGE_FROM} AND id = $2", 2)
 SQL_CREATE = (
     "WITH created AS (INSERT INTO posts (title, title_folded, content, published, owner_id)"
-    " SELECT $2, $5, $3, $4, id FROM users WHERE id = $1 RETURNING *)"
+    " SELECT $2, $5, $3, $4, id FROM users WHERE id = $1 AND token_generation = $6"
+    " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $7) RETURNING *)"
     " SELECT p.id, p.title, p.content, p.published, p.created_at, p.owner_id, u.email, u.created_at"
     " FROM created AS p JOIN users u ON u.id = p.owner_id"
 )
@@ -88,10 +102,26 @@ SQL_VISIBLE_POST = "SELECT 1 FROM posts WHERE id = $2 AND " + _VISIBLE
 SQL_VOTE = (
     "INSERT INTO votes (user_id, post_id) SELECT $1, id FROM posts WHERE id = $2 AND "
     + _VISIBLE
-    + " ON CONFLICT DO NOTHING RETURNING post_id"
+    + f" AND {_token_counts(2)} ON CONFLICT DO NOTHING RETURNING post_id"
 )
-SQL_UNVOTE = f"DELETE FROM votes WHERE user_id = $1 AND post_id = $2 AND EXISTS ({SQL_VISIBLE_POST}) RETURNING post_id"
-SQL_LOGIN = "SELECT id, password FROM users WHERE lower(email) = lower($1)"
+SQL_UNVOTE = (
+    f"DELETE FROM votes WHERE user_id = $1 AND post_id = $2 AND EXISTS ({SQL_VISIBLE_POST})"
+    f" AND {_token_counts(2)} RETURNING post_id"
+)
+SQL_LOGIN = "SELECT id, password, token_generation FROM users WHERE lower(email) = lower($1)"
+
+
+class Caller(NamedTuple):
+    """Who a token names: the account, and what decides whether the token still counts."""
+
+    user_id: int
+    generation: int
+    jti: str
+
+    @property
+    def token(self) -> tuple[int, str]:
+        """The last two parameters of every statement (`_token_counts`)."""
+        return self.generation, self.jti
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -225,8 +255,8 @@ class Limit:
         self.hasher = PasswordHash((Argon2Hasher(), BcryptHasher()))
         self.decoy_hash = ""
         self.pool: Any = None
-        # token -> (user id, expiry as a Unix time): a token is checked in full once.
-        self.verified: dict[str, tuple[int, float]] = {}
+        # token -> (who it names, expiry as a Unix time): a token is checked in full once.
+        self.verified: dict[str, tuple[Caller, float]] = {}
 
     async def start(self) -> None:
         if not self.database_url or not self.secret:
@@ -240,8 +270,9 @@ class Limit:
             await self.pool.close()
 
     # -- authentication
-    def caller(self, scope: Scope) -> int:
-        """The user id of the request's bearer token; 401 without a valid one."""
+    def caller(self, scope: Scope) -> Caller:
+        """Who the request's bearer token names; 401 without a valid one (whether it still counts,
+        each statement checks: `_token_counts`)."""
         header = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -257,16 +288,22 @@ class Limit:
                 return known[0]
             raise unauthorized()
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+            claims = jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "gen", "jti"]}
+            )
         except jwt.InvalidTokenError:
             raise unauthorized() from None
         subject = claims["sub"]
         if not (isinstance(subject, str) and subject.isascii() and subject.isdigit() and int(subject) <= MAX_INT4):
             raise unauthorized()
+        generation, jti = claims["gen"], claims["jti"]
+        if not (isinstance(generation, int) and 0 <= generation <= MAX_INT4 and isinstance(jti, str)):
+            raise unauthorized()
         if len(self.verified) >= VERIFIED_TOKENS_MAX:
             self.verified.clear()  # rare: a run's worth of logins; they are simply checked again
-        self.verified[token] = (int(subject), float(claims["exp"]))
-        return int(subject)
+        caller = Caller(int(subject), generation, jti)
+        self.verified[token] = (caller, float(claims["exp"]))
+        return caller
 
     def password_matches(self, password: str, stored: str | None) -> bool:
         if stored is None:
@@ -293,11 +330,13 @@ class Limit:
             raise unauthorized("Invalid credentials")
         now = datetime.now(UTC)
         claims = {"sub": str(row[0]), "iat": now, "exp": now + self.token_lifetime}
+        claims |= {"gen": row[2], "jti": secrets.token_urlsafe(16)}
         token = jwt.encode(claims, self.secret, algorithm=ALGORITHM)
         await reply(send, 200, {"access_token": token, "token_type": "bearer"})
 
     # -- posts
-    async def list_posts(self, user_id: int, scope: Scope, send: Send) -> None:
+    async def list_posts(self, caller: Caller, scope: Scope, send: Send) -> None:
+        user_id, generation, jti = caller
         limit, skip, search = 10, 0, ""
         for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
             if name == "limit":
@@ -307,32 +346,35 @@ class Limit:
             elif name == "search":
                 search = storable_text(value, "search", SEARCH_MAX, blank_ok=True)
         if search:
-            rows = await self.pool.fetch(SQL_SEARCH, user_id, limit, skip, like_literal(search))
+            rows = await self.pool.fetch(SQL_SEARCH, user_id, limit, skip, like_literal(search), generation, jti)
         else:
-            rows = await self.pool.fetch(SQL_FEED, user_id, limit, skip)
+            rows = await self.pool.fetch(SQL_FEED, user_id, limit, skip, generation, jti)
         headers = [(b"link", next_page_link(scope, rows[-1][0]))] if len(rows) == limit else None
         await reply(send, 200, [post_and_votes(row) for row in rows], headers)
 
-    async def read_post(self, user_id: int, id_text: str, send: Send) -> None:
+    async def read_post(self, caller: Caller, id_text: str, send: Send) -> None:
         post_id = query_int(id_text, "post id", 1, MAX_INT8)
-        row = await self.pool.fetchrow(SQL_ONE, user_id, post_id) if post_id <= MAX_INT4 else None
+        row = await self.pool.fetchrow(SQL_ONE, caller.user_id, post_id, *caller.token) if post_id <= MAX_INT4 else None
         if row is None:
             raise post_not_found(post_id)
         await reply(send, 200, post_and_votes(row))
 
-    async def create_post(self, user_id: int, receive: Receive, send: Send) -> None:
+    async def create_post(self, caller: Caller, receive: Receive, send: Send) -> None:
         data = await read_json_object(receive)
         title = storable_text(data.get("title"), "title", TITLE_MAX)
         content = storable_text(data.get("content"), "content", CONTENT_MAX)
         published = data.get("published", True)
         if not isinstance(published, bool):
             raise invalid("published must be true or false")
-        row = await self.pool.fetchrow(SQL_CREATE, user_id, title, content, published, title.casefold())
-        if row is None:  # the token's account is gone
+        row = await self.pool.fetchrow(
+            SQL_CREATE, caller.user_id, title, content, published, title.casefold(), *caller.token
+        )
+        if row is None:  # the token's account is gone, or the token no longer counts
             raise unauthorized()
         await reply(send, 201, post_fields(row))
 
-    async def vote(self, user_id: int, receive: Receive, send: Send) -> None:
+    async def vote(self, caller: Caller, receive: Receive, send: Send) -> None:
+        user_id = caller.user_id
         data = await read_json_object(receive)
         post_id = strict_int(data.get("post_id"), "post_id", 1, MAX_INT8)
         direction = strict_int(data.get("dir"), "dir", 0, 1)
@@ -340,7 +382,9 @@ class Limit:
             raise post_not_found(post_id)
         async with self.pool.acquire() as connection:
             try:
-                changed = await connection.fetchval(SQL_VOTE if direction else SQL_UNVOTE, user_id, post_id)
+                changed = await connection.fetchval(
+                    SQL_VOTE if direction else SQL_UNVOTE, user_id, post_id, *caller.token
+                )
             except asyncpg.ForeignKeyViolationError:  # the post or the account went away meanwhile
                 changed = None
             if changed is not None:
