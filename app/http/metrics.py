@@ -159,14 +159,13 @@ else:
 class Tally:
     """Observations for one histogram child, gathered in this worker and written to it by `flush`.
 
-    Why: Histogram.observe takes a lock per bucket and sum it changes, and with several
-    workers writes each into a memory-mapped file: about 1.5 µs of a request's 2-3 µs of
-    metrics, twice a request (its duration, its pool wait). Here an observation is a
-    bisect and two additions (0.3 µs); `flush` writes them all at once, on the event loop
-    like `observe`, so nothing is lost between the two.
+    Why: Histogram.observe takes a lock for each value it changes, and with several workers
+    writes each into a memory-mapped file: 0.75 µs an observation in one process, 1.9 µs
+    in several (`timeit`), twice a request (its duration, its pool wait). Here it is a
+    bisect and two additions (0.15 µs); `flush` writes them all at once.
     """
 
-    __slots__ = ("_bounds", "_child", "_counts", "_pending", "_sum")
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
 
     def __init__(self, child: Histogram) -> None:
         self._child = child
@@ -174,18 +173,17 @@ class Tally:
         self._bounds: list[float] = list(child._upper_bounds)
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
-        self._pending = False
+        _tallies.append(self)  # a few per route, method and status: `flush` visits them all
 
     def observe(self, amount: float) -> None:
         self._counts[bisect.bisect_left(self._bounds, amount)] += 1
         self._sum += amount
-        if not self._pending:
-            self._pending = True
-            _pending_tallies.append(self)
 
     def write(self) -> None:
         counts, total = self._counts, self._sum
-        self._counts, self._sum, self._pending = [0] * len(counts), 0.0, False
+        if not any(counts):
+            return
+        self._counts, self._sum = [0] * len(counts), 0.0
         # Histogram has no public way to add many observations at once: its values, as observe changes them.
         self._child._sum.inc(total)
         for bucket, count in zip(self._child._buckets, counts, strict=True):
@@ -193,7 +191,7 @@ class Tally:
                 bucket.inc(count)
 
 
-_pending_tallies: list[Tally] = []
+_tallies: list[Tally] = []
 
 
 def flush() -> None:
@@ -201,9 +199,7 @@ def flush() -> None:
 
     Call it on the event loop (where the observations are made), before reading the metrics.
     """
-    global _pending_tallies
-    pending, _pending_tallies = _pending_tallies, []
-    for tally in pending:
+    for tally in list(_tallies):
         tally.write()
 
 
