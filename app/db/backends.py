@@ -237,14 +237,14 @@ class PostgresDatabase(Database):
             # cancel. The two timers of a read (slot, connection) were about 2 % of a
             # worker's busy samples on GET /posts/{id} (py-spy); this is one of them.
             await self._read_slots.acquire()
-            return await self._run_on_connection(prepared, params, started, self._read_slots)
-        try:
-            async with asyncio.timeout(self._pool_timeout):
-                await self._read_slots.acquire()
-        except TimeoutError as exc:
-            raise DatabaseUnavailable(
-                f"no database connection within {self._pool_timeout} s: every connection reads may use is busy"
-            ) from exc
+        else:
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await self._read_slots.acquire()
+            except TimeoutError as exc:
+                raise DatabaseUnavailable(
+                    f"no database connection within {self._pool_timeout} s: every connection reads may use is busy"
+                ) from exc
         return await self._run_on_connection(prepared, params, started, self._read_slots)
 
     async def _run_on_connection(
