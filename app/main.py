@@ -21,7 +21,7 @@ from app.db.backends import Database, open_database
 from app.db.errors import DatabaseUnavailable
 from app.db.migrations import head_revision
 from app.domain import accounts
-from app.domain.posts import Feed, fold_missing_titles
+from app.domain.posts import Feed, fill_missing_search_columns
 from app.domain.ratelimit import RateLimits
 from app.http.admission import Admission
 from app.http.docs import mount_docs
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.head_revision = head_revision()
         await calibrate_login_floor(app.state.passwords, app.state.database)
-        folding = asyncio.create_task(fold_titles_in_background(app.state.database))
+        filling = asyncio.create_task(fill_search_columns_in_background(app.state.database))
         # Everything built so far (routes, schemas, statements) lives as long as the
         # process: keep it out of the garbage collector's full passes, which otherwise
         # walk it all and showed up as the feed's p99 under load.
@@ -81,9 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         # Stopped, and waited for, before its database closes under it (a statement cut off
         # mid-way on a closed connection left SQLite's worker thread hanging at shutdown).
-        folding.cancel()
+        filling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await folding
+            await filling
         if app.state.rate_limits is not None:
             app.state.rate_limits.storage.close()  # Redis connections, when RATE_LIMIT_STORAGE_URL is one
         await app.state.database.close()
@@ -151,15 +151,15 @@ async def calibrate_login_floor(passwords: Passwords, database: Database) -> Non
     await run_sync(passwords.calibrate, rounds)
 
 
-async def fold_titles_in_background(database: Database) -> None:
-    """Fold the titles of posts an older Agora wrote during a deploy (usually none), without delaying start-up."""
+async def fill_search_columns_in_background(database: Database) -> None:
+    """Fill in the search columns of posts an older Agora wrote during a deploy (usually none), in the background."""
     try:
-        if folded := await fold_missing_titles(database):
-            logger.info("folded the titles of %d posts written without title_folded", folded)
+        if filled := await fill_missing_search_columns(database):
+            logger.info("filled in the search columns of %d posts written without them", filled)
     except DatabaseUnavailable:
-        logger.warning("could not fold missing titles: the database is unavailable; the next start will")
+        logger.warning("could not fill in missing search columns: the database is unavailable; the next start will")
     except Exception:  # a task's failure is otherwise silent
-        logger.exception("could not fold missing titles; the next start will try again")
+        logger.exception("could not fill in missing search columns; the next start will try again")
 
 
 def exact_integer_bounds(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

@@ -16,7 +16,8 @@ WORD (one of the four words).
 The posts are newer than every post already there (created_at from the newest post of
 all the databases, or now, whichever is later, one millisecond apart, in id order as the
 seed's), published, owned by users spread as the seed spreads them; written with
-`title_folded`, the casefolded title that searches match (app/db/folding.py). Each
+`title_folded`, the casefolded title that searches match (app/db/folding.py), and on a
+database that has it, `title_grams` (app/db/grams.py), as the API writes them. Each
 database gets the same rows, so the servers compared see the same feed. Statistics are
 left as they are: 20,000 rows of 1,000,000 is below autovacuum's 10 % threshold for an
 ANALYZE, so a real burst is planned with the statistics of before it too.
@@ -37,6 +38,7 @@ import psycopg
 
 from app.config import driver_urls
 from app.db.folding import fold
+from app.db.grams import title_grams
 
 # The sibling modules by their own names, as mypy sees bench/ (a directory of scripts, no package).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -139,14 +141,20 @@ def insert(database_urls: list[str], count: int, matching: str | None = None) ->
                 raise SystemExit(f"{url}: no users to own the posts (seed it first)")
             owners = connection.execute("SELECT id FROM users ORDER BY id").fetchall()
             first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM posts").fetchone()
-            with connection.cursor() as cursor:
-                copy_sql = "COPY posts (title, title_folded, content, published, created_at, owner_id) FROM STDIN"
-                with cursor.copy(copy_sql) as copy:
-                    for i, title in enumerate(made, 1):
-                        owner = owners[(i * 7919) % len(owners)][0]
-                        created = start + timedelta(milliseconds=i)
-                        content = f"{MARK} post {i} of a burst of {count}."
-                        copy.write_row((title, fold(title), content, True, created, owner))
+            grams = connection.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'title_grams'"
+            ).fetchone()
+            columns = "title, title_folded, content, published, created_at, owner_id" + (
+                ", title_grams" if grams else ""
+            )
+            with connection.cursor() as cursor, cursor.copy(f"COPY posts ({columns}) FROM STDIN") as copy:
+                for i, title in enumerate(made, 1):
+                    owner = owners[(i * 7919) % len(owners)][0]
+                    created = start + timedelta(milliseconds=i)
+                    content = f"{MARK} post {i} of a burst of {count}."
+                    row = (title, fold(title), content, True, created, owner)
+                    # As the API writes a post: its search pieces and time bucket (app/db/grams.py).
+                    copy.write_row((*row, title_grams(fold(title), created)) if grams else row)
             if matching is None:
                 # The promise: no title of the burst holds a word of the seed's vocabulary.
                 found = connection.execute(

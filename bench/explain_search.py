@@ -6,9 +6,9 @@
 For each class of bench/lua/search_classes.lua, one query as the endpoint gets it, and
 the statements the endpoint then runs (app/domain/posts.py, `Feed.page`): first
 RECENT_SEARCH (among the newest SEARCH_WINDOW posts) when skip + limit fits in that
-window, then SYMBOL_SEARCH[...] (a search holding punctuation) or LIST_POSTS[True, ...]
-(any other: the whole table) when the window held less than the
-page. Both are shown where the app runs both. The word memory that lets a word skip the
+window, unless PostgreSQL's statistics call the search too rare to fill a page there; then the
+statements of `SearchPlan.whole_table` (GRAMS_SEARCH, or GRAMS_WALK and what follows it)
+until one returns a page. Each is shown where the app runs it. The word memory that lets a word skip the
 window for 60 s once its first page missed it is left out: this is a worker's first
 search of each word.
 
@@ -33,7 +33,7 @@ from app.config import driver_urls
 from app.db import statements
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.domain.posts import whole_table_search
+from app.domain.posts import SearchPlan, gram_statistics, plan_search
 
 # Who reads: seeded user 1 with a token of its first generation, never logged out (as bench/explain.py).
 VIEWER: dict[str, object] = {"viewer_id": 1, "viewer_generation": 0, "viewer_jti": "AAAAAAAAAAAAAAAAAAAAAA"}
@@ -81,7 +81,7 @@ class Step:
     plan: list[str]
 
 
-# Each statement's name as docs/statements.sql shows it ("WORDS_SEARCH[3, False]").
+# Each statement's name as docs/statements.sql shows it ("GRAMS_WALK[False]").
 NAMES = {id(prepared): name for name, prepared in statements.named_statements().items()}
 
 
@@ -153,26 +153,24 @@ def _short(query: str) -> str:
     return query if len(query) <= 60 else query[:40] + "...'" + query[query.index("', ") + 1 :]
 
 
-def steps_of(session: Session, case: Case, params: dict[str, object], explain: bool) -> list[Step]:
+def steps_of(session: Session, case: Case, params: dict[str, object], plan: SearchPlan, explain: bool) -> list[Step]:
     """What Feed.page runs for this query, in order (explained, or just run to warm the connection)."""
     keyset = case.deep_cursor
     done: list[Step] = []
-    window_rows = None
-    if case.skip + case.limit <= statements.SEARCH_WINDOW:
-        recent = statements.RECENT_SEARCH[keyset]
-        label = f"RECENT_SEARCH[{keyset}]: the newest {statements.SEARCH_WINDOW} posts"
+    rows = 0
+
+    def run(label: str, prepared: Prepared, values: dict[str, object]) -> int:
         if explain:
-            done.append(session.explain(label, recent, params))
-            window_rows = done[-1].rows
-        else:
-            window_rows = session.rows(recent, params)
-    if window_rows is None or window_rows < case.limit:
-        whole, params = whole_table_search(fold(case.search), params, keyset=keyset, on_postgresql=True)
-        label = f"{NAMES[id(whole)]}: the whole table"
-        if explain:
-            done.append(session.explain(label, whole, params))
-        else:
-            session.rows(whole, params)
+            done.append(session.explain(f"{NAMES[id(prepared)]}: {label}", prepared, values))
+            return done[-1].rows
+        return session.rows(prepared, values)
+
+    if case.skip + case.limit <= statements.SEARCH_WINDOW and plan.window_may_fill(case.limit):
+        rows = run(f"the newest {statements.SEARCH_WINDOW} posts", statements.RECENT_SEARCH[keyset], params)
+    if rows < case.limit:
+        for prepared in plan.whole_table(keyset=keyset):
+            if run("the whole table", prepared, {**params, "grams": plan.grams}) >= case.limit:
+                break
     return done
 
 
@@ -186,6 +184,10 @@ def main() -> None:
         deep = connection.execute("SELECT max(id) - 100000 FROM posts").fetchone()
         posts = connection.execute("SELECT count(*) FROM posts").fetchone()
         session = Session(connection)
+        frequencies = connection.execute(statements.GRAM_FREQUENCIES.asyncpg_sql)
+        columns = [column.name for column in frequencies.description or []]
+        found = frequencies.fetchone()
+        statistics = gram_statistics(dict(zip(columns, found, strict=True))) if found else None
         bound = []
         for case in CASES:
             params: dict[str, object] = {
@@ -196,26 +198,26 @@ def main() -> None:
             }
             if case.deep_cursor:
                 params["before_id"] = max(1, deep[0] if deep else 1)
-            bound.append((case, params))
+            bound.append((case, params, plan_search(fold(case.search), statistics)))
         # Warm the connection as a pooled one is: each statement run with every class's
         # values, more than five times (after five, PostgreSQL weighs a generic plan).
         for _ in range(3):
-            for case, params in bound:
-                steps_of(session, case, params, explain=False)
+            for case, params, plan in bound:
+                steps_of(session, case, params, plan, explain=False)
         summary = []
         print(f"# Searches by class on {posts[0] if posts else 0:,} posts\n")
-        for case, params in bound:
+        for case, params, plan in bound:
             extras = f", skip={case.skip}" if case.skip else ""
             extras += f", before_id={params['before_id']}" if case.deep_cursor else ""
             query = f"search={case.search!r}, limit={case.limit}{extras}"
-            steps = steps_of(session, case, params, explain=True)
+            steps = steps_of(session, case, params, plan, explain=True)
             summary.append((case, query, steps))
             if args.summary_only:
                 continue
             print(f"## {case.name}: {case.about}\n\n`{query}`, pattern `{params['pattern']}`\n")
             for number, step in enumerate(steps, 1):
                 after = ""
-                if step.label.startswith("RECENT_SEARCH"):
+                if step.label.startswith(("RECENT_SEARCH", "GRAMS_WALK")):
                     after = " (a full page: the app answers with it)" if step.rows >= case.limit else ""
                     after = after or " (less than the page: the app asks the whole table next)"
                 print(
@@ -230,9 +232,9 @@ def main() -> None:
         for case, query, steps in summary:
             for step in steps:
                 kind = "generic" if step.generic else "custom"
-                plan = "; ".join(step.scans)
+                scans = "; ".join(step.scans)
                 print(
-                    f"| {case.name} | `{_short(query)}` | {step.label.split(':')[0]} | {kind}: {plan} | {step.rows} "
+                    f"| {case.name} | `{_short(query)}` | {step.label.split(':')[0]} | {kind}: {scans} | {step.rows} "
                     f"| {step.planning_ms:.3f} | {step.execution_ms:.3f} |"
                 )
 

@@ -267,7 +267,7 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500) AS recent
 WHERE (recent.published OR recent.owner_id = $1::INTEGER) AND recent.title_folded LIKE $2::VARCHAR ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
@@ -284,7 +284,7 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts ORDER BY posts.created_at DESC, posts.id DESC
  LIMIT 500 OFFSET :param_1) AS recent
 WHERE (recent.published = 1 OR recent.owner_id = :viewer_id) AND recent.title_folded LIKE :pattern ESCAPE '/' ORDER BY recent.created_at DESC, recent.id DESC
@@ -304,7 +304,7 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
 WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
@@ -324,7 +324,7 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT recent.id AS id, recent.title AS title, recent.content AS content, recent.published AS published, recent.created_at AS created_at, recent.owner_id AS owner_id
-FROM (SELECT posts.id AS id, posts.title AS title, posts.title_folded AS title_folded, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id
+FROM (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
 WHERE (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
@@ -338,192 +338,20 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- SYMBOL_FREQUENCIES
+-- GRAM_FREQUENCIES
 -- parameters: none
 -- PostgreSQL:
-SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'ix_posts_title_symbols';
+SELECT most_common_elems::text::integer[] AS grams, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'posts' AND attname = 'title_grams';
 -- SQLite:
-SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'ix_posts_title_symbols';
+SELECT most_common_elems::text::integer[] AS grams, most_common_elem_freqs AS frequencies, (SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts FROM pg_stats WHERE tablename = 'posts' AND attname = 'title_grams';
 
--- WORDS_SEARCH[2, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, word_1, word_2, pattern, limit, skip, viewer_generation, viewer_jti
+-- GRAMS_SEARCH[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, grams, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
--- SQLite:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
-
--- WORDS_SEARCH[2, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, word_1, word_2, before_id, pattern, limit, skip, viewer_generation, viewer_jti
--- PostgreSQL:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
-FROM posts AS cursor
-WHERE cursor.id = $4::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $4))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE $5::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $6 OFFSET $7) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
--- SQLite:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
-FROM posts AS cursor
-WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
-
--- WORDS_SEARCH[3, False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, word_1, word_2, word_3, pattern, limit, skip, viewer_generation, viewer_jti
--- PostgreSQL:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE $5::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $6 OFFSET $7) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
--- SQLite:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
-
--- WORDS_SEARCH[3, True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, word_1, word_2, word_3, before_id, pattern, limit, skip, viewer_generation, viewer_jti
--- PostgreSQL:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE $2::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $3::VARCHAR ESCAPE '/' AND posts.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
-FROM posts AS cursor
-WHERE cursor.id = $5::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $5))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE $6::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $7 OFFSET $8) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $9::INTEGER AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = $10::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
--- SQLite:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE posts.title_folded LIKE :word_1 ESCAPE '/' AND posts.title_folded LIKE :word_2 ESCAPE '/' AND posts.title_folded LIKE :word_3 ESCAPE '/' AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
-FROM posts AS cursor
-WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
- SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
-FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
-
--- SYMBOL_SEARCH[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, symbols, pattern, limit, skip, viewer_generation, viewer_jti
--- PostgreSQL:
-WITH candidates AS MATERIALIZED
-(SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
-FROM posts
-WHERE (agora_title_symbols(posts.title_folded) @> $2) AND (posts.published OR posts.owner_id = $1::INTEGER))
+WHERE (posts.title_grams @> $2::INTEGER[]) AND (posts.published OR posts.owner_id = $1::INTEGER))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -542,7 +370,7 @@ WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (agora_title_symbols(posts.title_folded) @> :symbols) AND (posts.published = 1 OR posts.owner_id = :viewer_id))
+WHERE (posts.title_grams @> :grams) AND (posts.published = 1 OR posts.owner_id = :viewer_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -558,13 +386,13 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
--- SYMBOL_SEARCH[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, symbols, before_id, pattern, limit, skip, viewer_generation, viewer_jti
+-- GRAMS_SEARCH[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, grams, before_id, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (agora_title_symbols(posts.title_folded) @> $2) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> $2::INTEGER[]) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -585,7 +413,7 @@ WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (agora_title_symbols(posts.title_folded) @> :symbols) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> :grams) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -597,6 +425,140 @@ FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content 
 FROM candidates
 WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
  LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- GRAMS_WALK[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, grams, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(bucket, depth) AS (
+            SELECT floor(extract(epoch FROM (SELECT max(created_at) FROM posts)) / 4096), 1
+            UNION ALL
+            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            FROM steps
+            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps CROSS JOIN LATERAL (
+            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                WHERE title_grams @> ($2::INTEGER[] || CAST(-1 - steps.bucket AS INTEGER))
+                  AND (published OR owner_id = $1::INTEGER)
+                OFFSET 0
+            ) AS candidates
+            WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
+            ORDER BY candidates.created_at DESC, candidates.id DESC
+        ) AS found
+        WHERE steps.bucket IS NOT NULL
+        LIMIT $4 OFFSET $5
+        ) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(bucket, depth) AS (
+            SELECT floor(extract(epoch FROM (SELECT max(created_at) FROM posts)) / 4096), 1
+            UNION ALL
+            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            FROM steps
+            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps CROSS JOIN LATERAL (
+            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
+                  AND (published OR owner_id = :viewer_id)
+                OFFSET 0
+            ) AS candidates
+            WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+            ORDER BY candidates.created_at DESC, candidates.id DESC
+        ) AS found
+        WHERE steps.bucket IS NOT NULL
+        LIMIT :limit OFFSET :skip
+        ) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, before_id, grams, pattern, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(bucket, depth) AS (
+            SELECT floor(extract(epoch FROM (SELECT created_at FROM posts WHERE id = $2::INTEGER)) / 4096), 1
+            UNION ALL
+            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            FROM steps
+            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps CROSS JOIN LATERAL (
+            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                WHERE title_grams @> ($3::INTEGER[] || CAST(-1 - steps.bucket AS INTEGER))
+                  AND (published OR owner_id = $1::INTEGER)
+                OFFSET 0
+            ) AS candidates
+            WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
+            ORDER BY candidates.created_at DESC, candidates.id DESC
+        ) AS found
+        WHERE steps.bucket IS NOT NULL
+        LIMIT $5 OFFSET $6
+        ) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(bucket, depth) AS (
+            SELECT floor(extract(epoch FROM (SELECT created_at FROM posts WHERE id = :before_id)) / 4096), 1
+            UNION ALL
+            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            FROM steps
+            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps CROSS JOIN LATERAL (
+            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
+                  AND (published OR owner_id = :viewer_id)
+                OFFSET 0
+            ) AS candidates
+            WHERE candidates.title_folded LIKE :pattern ESCAPE '/' AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
+            ORDER BY candidates.created_at DESC, candidates.id DESC
+        ) AS found
+        WHERE steps.bucket IS NOT NULL
+        LIMIT :limit OFFSET :skip
+        ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
@@ -856,13 +818,13 @@ FROM posts
 WHERE posts.id = :post_id;
 
 -- CREATE_POST (proves the viewer's account)
--- parameters: viewer_id, title, title_folded, content, published, viewer_generation, viewer_jti
+-- parameters: viewer_id, title, title_folded, content, published, title_grams, viewer_generation, viewer_jti
 -- PostgreSQL:
-INSERT INTO posts (title, title_folded, content, published, owner_id) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::VARCHAR AS anon_3, $5::BOOLEAN AS anon_4, users.id
+INSERT INTO posts (title, title_folded, content, published, owner_id, title_grams) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::VARCHAR AS anon_3, $5::BOOLEAN AS anon_4, users.id, $6::INTEGER[] || CAST(-1 - floor(extract(epoch FROM now()) / 4096) AS INTEGER) AS anon_5
 FROM users
-WHERE users.id = $1::INTEGER AND users.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
+WHERE users.id = $1::INTEGER AND users.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
-WHERE revoked_tokens.jti = $7::VARCHAR)) RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
+WHERE revoked_tokens.jti = $8::VARCHAR)) RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id, (SELECT owner.email
 FROM users AS owner
 WHERE owner.id = $1::INTEGER) AS owner_email, (SELECT owner.created_at
 FROM users AS owner
@@ -879,9 +841,9 @@ FROM users AS owner
 WHERE id = :viewer_id) AS owner_created_at;
 
 -- UPDATE_POST
--- parameters: title, title_folded, content, published, post_id
+-- parameters: title, title_folded, title_grams, content, published, post_id
 -- PostgreSQL:
-UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), title_folded=coalesce($2::VARCHAR, posts.title_folded), content=coalesce($3::VARCHAR, posts.content), published=coalesce($4::BOOLEAN, posts.published) WHERE posts.id = $5::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
+UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), title_folded=coalesce($2::VARCHAR, posts.title_folded), title_grams=CASE WHEN ($3::INTEGER[] IS NULL) THEN posts.title_grams ELSE $3::INTEGER[] || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) END, content=coalesce($4::VARCHAR, posts.content), published=coalesce($5::BOOLEAN, posts.published) WHERE posts.id = $6::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
 -- SQLite:
 UPDATE posts SET title=coalesce(:title, posts.title), title_folded=coalesce(:title_folded, posts.title_folded), content=coalesce(:content, posts.content), published=coalesce(:published, posts.published) WHERE posts.id = :post_id RETURNING id, title, content, published, created_at, owner_id;
 
@@ -904,6 +866,26 @@ WHERE posts.title_folded IS NULL ORDER BY posts.id
 UPDATE posts SET title_folded=$1::VARCHAR WHERE posts.id = $2::INTEGER AND posts.title = $3::VARCHAR;
 -- SQLite:
 UPDATE posts SET title_folded=:title_folded WHERE posts.id = :post_id AND posts.title = :read_title;
+
+-- UNGRAMMED_TITLES
+-- parameters: none
+-- PostgreSQL:
+SELECT posts.id, posts.title
+FROM posts
+WHERE posts.title_grams IS NULL ORDER BY posts.id
+ LIMIT 500;
+-- SQLite:
+SELECT posts.id, posts.title
+FROM posts
+WHERE posts.title_grams IS NULL ORDER BY posts.id
+ LIMIT 500 OFFSET :param_1;
+
+-- FILL_TITLE_GRAMS
+-- parameters: post_ids, read_titles, folded, grams
+-- PostgreSQL:
+UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS VARCHAR[]), CAST($3 AS VARCHAR[]), CAST($4 AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
+-- SQLite:
+UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) FROM unnest(CAST(:post_ids AS INTEGER[]), CAST(:read_titles AS VARCHAR[]), CAST(:folded AS VARCHAR[]), CAST(:grams AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
 
 -- DELETE_POST
 -- parameters: post_id

@@ -55,6 +55,7 @@ os.environ.update(
 
 from app.config import driver_urls  # noqa: E402
 from app.db.backends import Prepared  # noqa: E402
+from app.db.grams import as_array_literal, title_grams  # noqa: E402
 from app.db.migrations import create_migration_engine, upgrade_to_head  # noqa: E402
 
 IS_POSTGRESQL = make_url(TEST_DATABASE_URL).get_backend_name() == "postgresql"
@@ -246,6 +247,25 @@ def sql() -> Iterator[Connection]:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         yield connection
     engine.dispose()
+
+
+def write_title_grams(sql: Connection) -> None:
+    """PostgreSQL: give every folded post the `title_grams` the API would have written, with the
+    bucket of its `created_at` as it is now (for posts a test wrote or re-dated by SQL)."""
+    if not IS_POSTGRESQL:
+        return
+    rows = sql.execute(text("SELECT id, title_folded, created_at FROM posts WHERE title_folded IS NOT NULL")).all()
+    sql.execute(
+        text(
+            "UPDATE posts SET title_grams = CAST(written.grams AS INTEGER[]) "
+            "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:grams AS VARCHAR[])) AS written(id, grams) "
+            "WHERE posts.id = written.id"
+        ),
+        {
+            "ids": [row[0] for row in rows],
+            "grams": [as_array_literal(title_grams(row[1], row[2])) for row in rows],
+        },
+    )
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from app.config import REPO_ROOT, Settings, driver_urls
 from app.db import models  # noqa: F401  (puts every table on Base.metadata)
 from app.db.base import Base
 from app.db.folding import fold
+from app.db.grams import title_grams
 from app.db.migrations import alembic_config, create_migration_engine, include_object
 
 # The course's seven steps, in order. Their ids are part of every deployed database
@@ -62,6 +64,9 @@ UNIQUE_EMAILS_IGNORING_CASE = "38ab528790a7"
 REVOCABLE_TOKENS = "b470f026aa90"
 # Issue 15 (one case folding for search): the folded title.
 FOLDED_TITLES = "0790f43abbfb"
+# Issue 15 (search): the grams of titles, a column on PostgreSQL only (never on SQLite).
+TITLE_GRAMS = "8c3f1b6e2a90"
+NEVER = "(not on this database)"
 
 FIRST_REVISIONS = (
     (CREATE_POSTS, "create posts table"),
@@ -88,6 +93,7 @@ SCHEMA_HISTORY: dict[str, tuple[str, dict[str, str]]] = {
             "published": ADD_PUBLISHED,
             "created_at": ADD_PUBLISHED,
             "title_folded": FOLDED_TITLES,
+            "title_grams": TITLE_GRAMS if IS_POSTGRESQL else NEVER,
         },
     ),
     "users": (
@@ -379,6 +385,20 @@ def _step_folded_titles(connection: Connection, ledger: Ledger) -> None:
     ledger.add("posts", id=post_id, created_at=created_at, **values)
 
 
+def _step_title_grams(connection: Connection, ledger: Ledger) -> None:
+    if not IS_POSTGRESQL:
+        return  # SQLite has no such column
+    created: dict[int, datetime] = dict(connection.execute(text("SELECT id, created_at FROM posts")).all())
+    for row in ledger.rows["posts"]:  # the backfill: the folded title's grams, and the post's time bucket
+        row.values["title_grams"] = title_grams(fold(row.values["title"]), created[row.values["id"]])
+    alice = ledger.id_of("users", email="alice@example.com")
+    values: dict[str, Any] = {"title": "Kotlin Nectar", "title_folded": "kotlin nectar", "content": "c"}
+    values |= {"owner_id": alice, "published": True, "created_at": datetime(2026, 12, 4, 22, tzinfo=UTC)}
+    values["title_grams"] = title_grams(values["title_folded"], values["created_at"])
+    (post_id,) = _insert(connection, "posts", "id", **values)
+    ledger.add("posts", id=post_id, **values)
+
+
 # Rows written right after each step (a later revision needs no entry unless it changes the schema).
 STEPS: dict[str, Callable[[Connection, Ledger], None]] = {
     CREATE_POSTS: _step_create_posts,
@@ -391,6 +411,7 @@ STEPS: dict[str, Callable[[Connection, Ledger], None]] = {
     UNIQUE_EMAILS_IGNORING_CASE: _step_unique_emails_ignoring_case,
     REVOCABLE_TOKENS: _step_revocable_tokens,
     FOLDED_TITLES: _step_folded_titles,
+    TITLE_GRAMS: _step_title_grams,
 }
 
 

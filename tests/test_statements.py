@@ -53,8 +53,7 @@ def test_the_statements_that_match_a_search_and_only_they_have_the_search_timeou
     assert matching == {
         *(f"RECENT_SEARCH[{keyset}]" for keyset in (False, True)),
         *(f"{kind}[True, {keyset}]" for kind in ("LIST_POSTS", "OWNER_POSTS") for keyset in (False, True)),
-        *(f"SYMBOL_SEARCH[{keyset}]" for keyset in (False, True)),
-        *(f"WORDS_SEARCH[{words}, {keyset}]" for words in (2, 3) for keyset in (False, True)),
+        *(f"{kind}[{keyset}]" for kind in ("GRAMS_SEARCH", "GRAMS_WALK") for keyset in (False, True)),
     }
     unmarked = select(statements.posts.c.id).where(statements.matches_folded(statements.posts))
     with pytest.raises(ValueError, match="searches"):

@@ -103,11 +103,18 @@ class ConcurrentIndex:
     columns: str
     unique: bool = False
     using: str | None = None
+    storage: str | None = None  # storage parameters, SQL between the parentheses of WITH
+    where: str | None = None  # a partial index's predicate
 
     def create_sql(self) -> str:
         unique = "UNIQUE " if self.unique else ""
         using = f" USING {self.using}" if self.using else ""
-        return f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table}{using} ({self.columns})"
+        storage = f" WITH ({self.storage})" if self.storage else ""
+        where = f" WHERE {self.where}" if self.where else ""
+        return (
+            f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table}{using} ({self.columns})"
+            f"{storage}{where}"
+        )
 
 
 def build_indexes_concurrently(*indexes: ConcurrentIndex) -> None:

@@ -4,6 +4,7 @@ these models must match its head (`alembic check` and the test suite verify that
 from datetime import datetime
 
 from sqlalchemy import TIMESTAMP, BigInteger, Boolean, ForeignKey, Index, Integer, String, func, text, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
@@ -42,30 +43,30 @@ class Post(Base):
         Index("ix_posts_owner_id", "owner_id"),
         # One author's posts, newest first (`GET /posts/?owner_id=`), keyset paging included.
         Index("ix_posts_owner_id_created_at_id", "owner_id", "created_at", "id"),
-        # Search: a substring of the folded title (LIKE '%...%', app/db/folding.py) is
-        # found through its trigrams; PostgreSQL only, SQLite scans (see `include_object`
-        # in app/db/migrations.py).
+        # Search on PostgreSQL: the titles holding every piece of the search, and a common
+        # word's matches one time bucket at a time (app/db/grams.py; revision 8c3f1b6e2a90).
+        # Fast update with a small pending list keeps a new post's entries cheap to add.
         Index(
-            "ix_posts_title_folded_trgm",
-            "title_folded",
+            "ix_posts_title_grams",
+            "title_grams",
             postgresql_using="gin",
-            postgresql_ops={"title_folded": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "on", "gin_pending_list_limit": 256},
             info={"only_on": "postgresql"},
         ),
-        # Search for punctuation (`%`, `c:\\`), which trigrams leave out: the titles holding
-        # every such character of the search; PostgreSQL only (revision 5c1e9a7d2b44).
+        # Posts an older Agora wrote without them, for the next start to fill in:
+        # on PostgreSQL, without `title_grams` (which covers those without `title_folded`);
+        # on SQLite, which has no `title_grams`, without `title_folded`.
         Index(
-            "ix_posts_title_symbols",
-            func.agora_title_symbols(text("title_folded")),
-            postgresql_using="gin",
+            "ix_posts_title_ungrammed",
+            "id",
+            postgresql_where=text("title_grams IS NULL"),
             info={"only_on": "postgresql"},
         ),
-        # Posts an older Agora wrote without `title_folded`, for the next start to fold.
         Index(
             "ix_posts_title_unfolded",
             "id",
-            postgresql_where=text("title_folded IS NULL"),
             sqlite_where=text("title_folded IS NULL"),
+            info={"only_on": "sqlite"},
         ),
         {"sqlite_autoincrement": True},
     )
@@ -75,6 +76,9 @@ class Post(Base):
     # `title` with full Unicode case folding (app/db/folding.py), what searches match.
     # NULL only for a post an older Agora wrote during a deploy, until it is folded.
     title_folded: Mapped[str | None] = mapped_column(String)
+    # What PostgreSQL's search index holds of the title (app/db/grams.py): hashed pieces of
+    # `title_folded` and the post's time bucket. PostgreSQL only; NULL as `title_folded` is.
+    title_grams: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), info={"only_on": "postgresql"})
     content: Mapped[str] = mapped_column(String)
     published: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), server_default=func.now())

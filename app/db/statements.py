@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -34,6 +35,7 @@ from sqlalchemy.sql import Executable, FromClause, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.backends import Prepared
+from app.db.grams import BUCKET_SECONDS, bucket_element_sql
 from app.db.models import Post, RevokedToken, User, Vote
 
 users = cast(Table, User.__table__)
@@ -148,8 +150,9 @@ def _visible_to_viewer(source: FromClause) -> ColumnElement[bool]:
     return or_(source.c.published, source.c.owner_id == bindparam("viewer_id"))
 
 
-# What a post read returns: its columns but the folded title, which only searches use.
-POST_COLUMNS = tuple(column.name for column in posts.c if column.name != "title_folded")
+# What a post read returns: its columns but those only searches use.
+SEARCH_COLUMNS = ("title_folded", "title_grams")
+POST_COLUMNS = tuple(column.name for column in posts.c if column.name not in SEARCH_COLUMNS)
 VISIBLE_TO_VIEWER = _visible_to_viewer(posts)
 NEWEST_FIRST = (posts.c.created_at.desc(), posts.c.id.desc())
 
@@ -209,7 +212,7 @@ def _post_page(
     first `reach` (see `feed_page`)."""
     source: FromClause = posts
     if window is not None:
-        recent = select(posts)
+        recent = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded)
         if keyset:
             recent = recent.where(_after_cursor(posts))
         # A literal, not a parameter: it is what makes the generic plan good (see RECENT_SEARCH).
@@ -293,49 +296,92 @@ def _candidates_page(*narrowing: ColumnElement[bool], keyset: bool) -> Select[An
     )
 
 
-# Every punctuation character of the search (`symbols`, a text[]) is in the title:
-# ix_posts_title_symbols (PostgreSQL only) answers it.
-HOLDS_THE_SYMBOLS = func.agora_title_symbols(posts.c.title_folded).op("@>")(bindparam("symbols"))
+# The title holds every piece of the search given (`grams`, an integer[] of app/db/grams.py's
+# hashes): ix_posts_title_grams (PostgreSQL only) answers it.
+HOLDS_THE_GRAMS = posts.c.title_grams.op("@>")(bindparam("grams", type_=postgresql.ARRAY(Integer)))
 
-
-def _holds_word(number: int) -> ColumnElement[bool]:
-    """The title holds the search's `word_<number>` (like_pattern of it): the trigram index answers it."""
-    return posts.c.title_folded.like(bindparam(f"word_{number}", type_=String), escape=LIKE_ESCAPE)
-
-
-# How often each punctuation character is in a title, from PostgreSQL's statistics of
-# ix_posts_title_symbols (ANALYZE keeps the most common elements of the indexed arrays,
-# each with the share of rows that hold it), and how many posts there are. A search for a
-# character most titles hold is better served by walking the feed than by its candidates.
-SYMBOL_FREQUENCIES = Prepared.of(
+# How often each piece is in a title, from PostgreSQL's statistics of `title_grams` (ANALYZE
+# keeps the most common elements of the arrays, each with the share of rows holding it,
+# then the least and greatest of those shares), and how many posts there are.
+GRAM_FREQUENCIES = Prepared.of(
     text(
-        "SELECT most_common_elems::text::text[] AS symbols, most_common_elem_freqs AS frequencies, "
+        "SELECT most_common_elems::text::integer[] AS grams, most_common_elem_freqs AS frequencies, "
         "(SELECT reltuples FROM pg_class WHERE relname = 'posts') AS posts "
-        "FROM pg_stats WHERE tablename = 'ix_posts_title_symbols'"
+        "FROM pg_stats WHERE tablename = 'posts' AND attname = 'title_grams'"
     )
 )
 
+# A search, on PostgreSQL, whose matches the statistics call few: the page among every title
+# holding its rarest pieces, each candidate checked exactly. Keyed by keyset.
+GRAMS_SEARCH = {
+    keyset: _posts_with_owner_and_votes(_candidates_page(HOLDS_THE_GRAMS, keyset=keyset), searches=True)
+    for keyset in (False, True)
+}
 
-# A search of several words, on PostgreSQL, when the window came up short: the page among the
-# titles holding its longest 2 or 3 words, each as a plain substring. Why: with the whole
-# search as the index condition, PostgreSQL reads the trigram lists of every word of it, and
-# of every word's first letters (`  p`, ` py`: found in a large share of titles); a pasted
-# 100-character search took 103 ms of index reading on the benchmark's data, two words 13 ms.
-# Keyed by (words, keyset).
-WORDS_SEARCH = {
-    (words, keyset): _posts_with_owner_and_votes(
-        _candidates_page(*(_holds_word(number) for number in range(1, words + 1)), keyset=keyset), searches=True
+# A search whose matches are many but may all be old (a common word after a burst of posts
+# that hold none of it), on PostgreSQL: walk the time buckets that hold posts, newest first,
+# one probe of the feed index each (`steps`), and take each bucket's matches from the grams
+# index, by the bucket's element together with the search's pieces. The nested loop stops
+# as soon as LIMIT has its rows, so a page costs the buckets up to the one that fills it,
+# however many posts newer than its matches hold none of them; WALK_BUCKETS bounds the walk
+# (a search whose pieces are common but which itself is rare), and fewer rows than the page
+# send the caller to an exact statement that reads every candidate (app/domain/posts.py).
+# The rows come out bucket after bucket, each bucket's newest first: the feed's order.
+# `OFFSET 0` keeps each bucket's candidates behind a fence: without it, the planner may walk
+# the feed index backwards through the bucket instead and check every title (850 ms a bucket
+# on the benchmark's data). Keyed by keyset.
+WALK_BUCKETS = 32
+
+
+def _grams_walk(*, keyset: bool) -> Prepared:
+    columns = ", ".join(POST_COLUMNS)
+    bucket = f"floor(extract(epoch FROM {{}}) / {BUCKET_SECONDS})"
+    start = "(SELECT created_at FROM posts WHERE id = :before_id)" if keyset else "(SELECT max(created_at) FROM posts)"
+    # The cursor as in `_after_cursor`: strictly after the cursor post, which the viewer must see.
+    after_cursor = (
+        "AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor "
+        "WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)"
+        if keyset
+        else ""
     )
-    for words in (2, 3)
-    for keyset in (False, True)
-}
-# A search holding ASCII punctuation (`%`, `_`, `\`, `c:\`), on PostgreSQL: the page among the
-# titles that hold all of its punctuation characters (revision 5c1e9a7d2b44), exact for every
-# page. The trigram index cannot narrow these: pg_trgm keeps letters and digits only. Keyed by keyset.
-SYMBOL_SEARCH = {
-    keyset: _posts_with_owner_and_votes(_candidates_page(HOLDS_THE_SYMBOLS, keyset=keyset), searches=True)
-    for keyset in (False, True)
-}
+    walk = text(
+        f"""
+        WITH RECURSIVE steps(bucket, depth) AS (
+            SELECT {bucket.format(start)}, 1
+            UNION ALL
+            SELECT {
+            bucket.format(
+                "(SELECT max(older.created_at) FROM posts AS older "
+                f"WHERE older.created_at < to_timestamp(steps.bucket * {BUCKET_SECONDS}))"
+            )
+        }, steps.depth + 1
+            FROM steps
+            WHERE steps.bucket IS NOT NULL AND steps.depth < {WALK_BUCKETS}
+        )
+        SELECT found.* FROM steps CROSS JOIN LATERAL (
+            SELECT {", ".join(f"candidates.{name}" for name in POST_COLUMNS)} FROM (
+                SELECT {columns}, title_folded FROM posts
+                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
+                  AND (published OR owner_id = :viewer_id)
+                OFFSET 0
+            ) AS candidates
+            WHERE candidates.title_folded LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {after_cursor}
+            ORDER BY candidates.created_at DESC, candidates.id DESC
+        ) AS found
+        WHERE steps.bucket IS NOT NULL
+        LIMIT :limit OFFSET :skip
+        """
+    ).bindparams(
+        bindparam("grams", type_=postgresql.ARRAY(Integer)),
+        bindparam("pattern", type_=String),
+        bindparam("viewer_id", type_=Integer),
+        *([bindparam("before_id", type_=Integer)] if keyset else []),
+    )
+    page = walk.columns(*(posts.c[name] for name in POST_COLUMNS))
+    return _posts_with_owner_and_votes(page, searches=True)  # type: ignore[arg-type]
+
+
+GRAMS_WALK = {keyset: _grams_walk(keyset=keyset) for keyset in (False, True)}
 # One author's posts (`owner_id`), served by the index posts (owner_id, created_at, id):
 # their published posts, and their drafts too when the author is the caller. Keyed by
 # (search, keyset); a search here goes through the author's posts, not a window.
@@ -390,46 +436,73 @@ POST_OWNERSHIP = Prepared.of(
 )
 
 _owner = users.alias("owner")
-# One round trip: the new post with its owner, or no row at all when the account is gone.
-CREATE_POST = Prepared.of(
-    insert(posts)
-    .from_select(
-        ["title", "title_folded", "content", "published", "owner_id"],
-        select(
-            bindparam("title", type_=String),
-            bindparam("title_folded", type_=String),
-            bindparam("content", type_=String),
-            bindparam("published", type_=Boolean),
-            users.c.id,
-        ).where(_token_counts(users)),
-    )
-    .returning(
-        *(posts.c[name] for name in POST_COLUMNS),
-        # The owner is the viewer (and RETURNING cannot correlate to the new row on SQLite).
-        select(_owner.c.email).where(_owner.c.id == bindparam("viewer_id")).scalar_subquery().label("owner_email"),
-        select(_owner.c.created_at)
-        .where(_owner.c.id == bindparam("viewer_id"))
-        .scalar_subquery()
-        .label("owner_created_at"),
-    ),
-    proves_viewer=True,
+# On PostgreSQL, the post's search pieces (`title_grams`, from app/db/grams.py) and its time
+# bucket, which PostgreSQL adds from the same now() as `created_at`'s default.
+_NEW_POST_GRAMS = bindparam("title_grams", type_=postgresql.ARRAY(Integer)).op("||")(
+    literal_column(bucket_element_sql("now()"), Integer)
 )
+
+
+def _create_post(*, grams: bool) -> Executable:
+    """One round trip: the new post with its owner, or no row at all when the account is gone."""
+    columns = ["title", "title_folded", "content", "published", "owner_id"]
+    values: list[ColumnElement[Any]] = [
+        bindparam("title", type_=String),
+        bindparam("title_folded", type_=String),
+        bindparam("content", type_=String),
+        bindparam("published", type_=Boolean),
+        users.c.id,
+    ]
+    if grams:
+        columns.append("title_grams")
+        values.append(_NEW_POST_GRAMS)
+    return (
+        insert(posts)
+        .from_select(columns, select(*values).where(_token_counts(users)))
+        .returning(
+            *(posts.c[name] for name in POST_COLUMNS),
+            # The owner is the viewer (and RETURNING cannot correlate to the new row on SQLite).
+            select(_owner.c.email).where(_owner.c.id == bindparam("viewer_id")).scalar_subquery().label("owner_email"),
+            select(_owner.c.created_at)
+            .where(_owner.c.id == bindparam("viewer_id"))
+            .scalar_subquery()
+            .label("owner_created_at"),
+        )
+    )
+
+
+CREATE_POST = Prepared.of(_create_post(grams=False), postgresql_statement=_create_post(grams=True), proves_viewer=True)
 # One static statement for PUT and PATCH: a field passed as None keeps its value (no
 # column of a post may be NULL, so None cannot mean "set to NULL").
-UPDATE_POST = Prepared.of(
-    update(posts)
-    .where(posts.c.id == bindparam("post_id"))
-    .values(
-        title=func.coalesce(bindparam("title", type_=String), posts.c.title),
-        title_folded=func.coalesce(bindparam("title_folded", type_=String), posts.c.title_folded),
-        content=func.coalesce(bindparam("content", type_=String), posts.c.content),
-        published=func.coalesce(bindparam("published", type_=Boolean), posts.c.published),
-    )
-    .returning(*(posts.c[name] for name in POST_COLUMNS))
+_CHANGES = {
+    "title": func.coalesce(bindparam("title", type_=String), posts.c.title),
+    "title_folded": func.coalesce(bindparam("title_folded", type_=String), posts.c.title_folded),
+    "content": func.coalesce(bindparam("content", type_=String), posts.c.content),
+    "published": func.coalesce(bindparam("published", type_=Boolean), posts.c.published),
+}
+# A new title's pieces, with the post's time bucket (from its created_at); None keeps them.
+# (CASE, not coalesce: PostgreSQL's NULL || element is an array of that element.)
+_EDITED_GRAMS = bindparam("title_grams", type_=postgresql.ARRAY(Integer))
+_CHANGED_GRAMS = case(
+    (_EDITED_GRAMS.is_(None), posts.c.title_grams),
+    else_=_EDITED_GRAMS.op("||")(literal_column(bucket_element_sql("posts.created_at"), Integer)),
 )
+
+
+def _update_post(*, grams: bool) -> Executable:
+    changes = {**_CHANGES, "title_grams": _CHANGED_GRAMS} if grams else _CHANGES
+    return (
+        update(posts)
+        .where(posts.c.id == bindparam("post_id"))
+        .values(**changes)
+        .returning(*(posts.c[name] for name in POST_COLUMNS))
+    )
+
+
+UPDATE_POST = Prepared.of(_update_post(grams=False), postgresql_statement=_update_post(grams=True))
 # Posts written without `title_folded` (by an older Agora during a deploy, or by the
-# offline migration script), a batch at a time through the partial index
-# ix_posts_title_unfolded; and folding one, unless its title changed meanwhile.
+# offline migration script), a batch at a time; and folding one, unless its title changed
+# meanwhile. On SQLite, through the partial index ix_posts_title_unfolded.
 UNFOLDED_BATCH = 500
 UNFOLDED_TITLES = Prepared.of(
     select(posts.c.id, posts.c.title)
@@ -441,6 +514,24 @@ FOLD_TITLE = Prepared.of(
     update(posts)
     .where(posts.c.id == bindparam("post_id"), posts.c.title == bindparam("read_title", type_=String))
     .values(title_folded=bindparam("title_folded", type_=String))
+)
+# On PostgreSQL, the same for posts without `title_grams` (which those without `title_folded`
+# are among), through the partial index ix_posts_title_ungrammed; a batch is filled in
+# by one statement, each post unless its title changed since it was read.
+UNGRAMMED_TITLES = Prepared.of(
+    select(posts.c.id, posts.c.title)
+    .where(posts.c.title_grams.is_(None))
+    .order_by(posts.c.id)
+    .limit(literal_column(str(UNFOLDED_BATCH), Integer))
+)
+FILL_TITLE_GRAMS = Prepared.of(
+    text(
+        "UPDATE posts SET title_folded = filled.folded, "
+        f"title_grams = CAST(filled.grams AS INTEGER[]) || {bucket_element_sql('posts.created_at')} "
+        "FROM unnest(CAST(:post_ids AS INTEGER[]), CAST(:read_titles AS VARCHAR[]), CAST(:folded AS VARCHAR[]), "
+        "CAST(:grams AS VARCHAR[])) AS filled(id, title, folded, grams) "
+        "WHERE posts.id = filled.id AND posts.title = filled.title"
+    )
 )
 # RETURNING: of several concurrent deletions of one post, only the one that deleted it gets a row.
 DELETE_POST = Prepared.of(delete(posts).where(posts.c.id == bindparam("post_id")).returning(posts.c.id))

@@ -4,120 +4,145 @@ Every function takes the `Viewer` and returns rows (app/db/statements.py says wh
 columns); the routers turn them into responses (app/api/views.py).
 """
 
-import re
-import string
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.db import statements
 from app.db.backends import Database, Prepared, Row
 from app.db.errors import DatabaseConflict
 from app.db.folding import fold
+from app.db.grams import as_array_literal, gram_hash, gram_pieces, grams
 from app.domain.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from app.domain.viewer import Viewer
 
 
-async def fold_missing_titles(database: Database) -> int:
-    """Fold every post written without `title_folded`, so searches find it; how many were folded.
+async def fill_missing_search_columns(database: Database) -> int:
+    """Give every post written without them its search columns, so searches find it; how many.
 
-    An older Agora serving during a deploy, or the offline migration script, leaves them
-    (see revision 0790f43abbfb). Usually there are none: one probe of an empty index.
+    An older Agora serving during a deploy, or the offline migration script, leaves such
+    posts (see revisions 0790f43abbfb and 8c3f1b6e2a90). On PostgreSQL, `title_folded` and
+    `title_grams`, a batch per statement; on SQLite, `title_folded`. Usually there are none:
+    one probe of an empty partial index.
     """
-    folded = 0
+    filled = 0
+    if database.dialect == "postgresql":
+        while rows := await database.fetch(statements.UNGRAMMED_TITLES):
+            titles = [row["title"] for row in rows]
+            folded = [fold(title) for title in titles]
+            params: dict[str, Any] = {
+                "post_ids": [row["id"] for row in rows],
+                "read_titles": titles,
+                "folded": folded,
+                "grams": [as_array_literal(grams(text)) for text in folded],
+            }
+            await database.fetch(statements.FILL_TITLE_GRAMS, params)
+            filled += len(rows)
+        return filled
     while rows := await database.fetch(statements.UNFOLDED_TITLES):
         for row in rows:
             params = {"post_id": row["id"], "read_title": row["title"], "title_folded": fold(row["title"])}
             await database.fetch(statements.FOLD_TITLE, params)
-        folded += len(rows)
-    return folded
+        filled += len(rows)
+    return filled
 
 
-# What revision 5c1e9a7d2b44's agora_title_symbols() collects from a title: ASCII punctuation.
-TITLE_SYMBOLS = frozenset(string.punctuation)
+# How many of a search's pieces (app/db/grams.py) go to the index: the rarest. Each more
+# narrows the candidates less than the one before, and costs a posting list to read.
+GRAMS_PICKED = 3
+# Up to this many estimated matches, a search reads every candidate at once (GRAMS_SEARCH,
+# about 3 µs each); above it, it walks the time buckets (GRAMS_WALK), which stops at the
+# page. When the walk comes up short (its end, or WALK_BUCKETS reached), every candidate is
+# read after all, unless there are more than GRAMS_SEARCH_MAX of them or GRAMS_SEARCH_MAX_SHARE
+# of all posts: then the planner's statement (LIST_POSTS), under the search timeout.
+GRAMS_WALK_ABOVE = 2_000
+GRAMS_SEARCH_MAX = 20_000
+GRAMS_SEARCH_MAX_SHARE = 0.05
 
 
-def title_symbols(folded_search: str) -> list[str]:
-    """The punctuation characters every title matching the (folded) search holds, sorted."""
-    return sorted(TITLE_SYMBOLS.intersection(folded_search))
+@dataclass(frozen=True)
+class GramStatistics:
+    """What PostgreSQL's statistics say of `title_grams`: posts holding each listed piece, and about
+    how many hold one it does not list (half the least listed: it is rarer than all of those)."""
+
+    holding: dict[int, float]
+    unlisted: float
+    posts: float
+
+    def posts_holding(self, gram: int) -> float:
+        return self.holding.get(gram, self.unlisted)
 
 
-# Runs of ASCII letters and digits: what pg_trgm takes as words in any locale.
-_ASCII_WORD = re.compile(r"[a-z0-9]{3,}")
+@dataclass(frozen=True)
+class SearchPlan:
+    """Which pieces of a search go to the index, and about how many posts hold them all (at most)."""
+
+    grams: list[int]
+    matches: float  # math.inf without statistics
+    posts: float  # math.inf without statistics
+
+    def window_may_fill(self, limit: int) -> bool:
+        """Whether a page is to be expected among the newest SEARCH_WINDOW posts."""
+        if math.isinf(self.matches) or self.posts <= 0:
+            return True
+        return self.matches / self.posts * statements.SEARCH_WINDOW >= limit
+
+    def whole_table(self, *, keyset: bool) -> list[Prepared]:
+        """The statements that find the page in the whole table, in order: each next one runs
+        only when the one before returned less than a page, and the last is exact in every case."""
+        if self.matches <= GRAMS_WALK_ABOVE:
+            return [statements.GRAMS_SEARCH[keyset]]
+        if self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts:
+            return [statements.GRAMS_WALK[keyset], statements.GRAMS_SEARCH[keyset]]
+        return [statements.GRAMS_WALK[keyset], statements.LIST_POSTS[True, keyset]]
 
 
-def search_words(folded_search: str, most: int = 3) -> list[str]:
-    """The longest `most` distinct words (3+ ASCII letters or digits) of the (folded) search, longest first."""
-    words = dict.fromkeys(_ASCII_WORD.findall(folded_search))  # distinct, in the order typed
-    return sorted(words, key=len, reverse=True)[:most]
+def gram_statistics(row: Mapping[str, Any]) -> GramStatistics | None:
+    """GramStatistics from a row of GRAM_FREQUENCIES; None when `posts` was never ANALYZEd."""
+    listed, frequencies, posts = row["grams"], row["frequencies"], row["posts"]
+    if listed is None or frequencies is None or not posts or posts <= 0:
+        return None
+    # The frequencies go on with the least and greatest of them (and one for NULL elements).
+    holding = {gram: frequency * posts for gram, frequency in zip(listed, frequencies, strict=False)}
+    return GramStatistics(holding, frequencies[len(listed)] * posts / 2, posts)
 
 
-def narrowing_substrings(folded_search: str) -> list[str]:
-    """What WORDS_SEARCH looks up for a search of several words: its two longest words whole, or
-    with three or more, the middle three letters of each of the three longest (one trigram each).
-
-    Why: the index reads a list of posts per trigram, and a common word's lists are long.
-    Two words whole keep the candidates few (the titles holding both); with three words,
-    one trigram of each already does (measured on the benchmark's data, a pasted
-    100-character search: 10.8 ms of execution with three words whole, 3.5 ms with a trigram of each).
-    """
-    words = search_words(folded_search)
-    if len(words) < 3:
-        return words
-    return [word[(len(word) - 3) // 2 :][:3] for word in words]
-
-
-# A search whose punctuation more titles hold than this (by PostgreSQL's statistics) is not
-# served through them: reading and checking each candidate costs about 4 µs, so 10,000 are
-# about 40 ms, and a walk down the feed finds a common character's page sooner.
-SYMBOL_CANDIDATES_MAX = 10_000
+def plan_search(folded_search: str, statistics: GramStatistics | None) -> SearchPlan:
+    """The GRAMS_PICKED rarest pieces of a (folded) search, by the statistics; without them,
+    the longest (a longer piece is rarer, as a rule)."""
+    pieces = gram_pieces(folded_search)
+    if statistics is None:
+        ranked = sorted(pieces, key=lambda piece: (-len(piece), piece))
+        picked = list(dict.fromkeys(gram_hash(piece) for piece in ranked))[:GRAMS_PICKED]
+        return SearchPlan(sorted(picked), math.inf, math.inf)
+    ranked = sorted(pieces, key=lambda piece: (statistics.posts_holding(gram_hash(piece)), -len(piece), piece))
+    picked = list(dict.fromkeys(gram_hash(piece) for piece in ranked))[:GRAMS_PICKED]
+    matches = min((statistics.posts_holding(gram) for gram in picked), default=statistics.posts)
+    return SearchPlan(sorted(picked), matches, statistics.posts)
 
 
-class SymbolFrequencies:
-    """How many posts hold each punctuation character, from PostgreSQL's statistics, read again every `seconds`."""
+class GramFrequencies:
+    """PostgreSQL's statistics of `title_grams` (GRAM_FREQUENCIES), read again every `seconds`."""
 
     def __init__(self, *, seconds: float = 300, clock: Callable[[], float] = time.monotonic) -> None:
         self._seconds = seconds
         self._clock = clock
         self._read_at: float | None = None
-        self._posts_holding: dict[str, float] = {}
+        self._statistics: GramStatistics | None = None
 
-    async def candidates(self, database: Database, symbols: Sequence[str]) -> float:
-        """About how many posts hold all of `symbols`: the count of the rarest; 0 for a character
-        the statistics do not list (rarer than any they do) or when there are none yet."""
+    async def statistics(self, database: Database) -> GramStatistics | None:
+        """The statistics, or None before the first ANALYZE of `posts`."""
         if self._read_at is None or self._clock() - self._read_at >= self._seconds:
             self._read_at = self._clock()
-            rows = await database.fetch(statements.SYMBOL_FREQUENCIES)
-            self._posts_holding = {}
-            if rows and rows[0]["symbols"] is not None:
-                listed, posts = rows[0]["symbols"], max(rows[0]["posts"], 0)
-                # The frequencies go on with three more numbers (minimum, maximum, nulls): left out.
-                for symbol, frequency in zip(listed, rows[0]["frequencies"][: len(listed)], strict=True):
-                    self._posts_holding[symbol] = frequency * posts
-        return min(self._posts_holding.get(symbol, 0.0) for symbol in symbols)
+            rows = await database.fetch(statements.GRAM_FREQUENCIES)
+            self._statistics = gram_statistics(rows[0]) if rows else None
+        return self._statistics
 
     def forget(self) -> None:
         """Read the statistics again at the next search (after an ANALYZE, in tests)."""
         self._read_at = None
-
-
-def whole_table_search(
-    folded: str, params: dict[str, Any], *, keyset: bool, on_postgresql: bool, common_symbols: bool = False
-) -> tuple[Prepared, dict[str, Any]]:
-    """The statement that finds a search's page in the whole table, and its parameters (`params`
-    and what it adds): on PostgreSQL, through the index that narrows that search best.
-    `common_symbols`: the search's punctuation is in more than SYMBOL_CANDIDATES_MAX titles."""
-    if on_postgresql:
-        # Punctuation, which trigrams leave out: the titles holding the same (SYMBOL_SEARCH).
-        if not common_symbols and (symbols := title_symbols(folded)):
-            return statements.SYMBOL_SEARCH[keyset], {**params, "symbols": symbols}
-        # Several words: the titles holding the longest of them (WORDS_SEARCH); a deep page is
-        # left to the planner, which may walk the feed instead when the words are common.
-        words = narrowing_substrings(folded)
-        if len(words) >= 2 and params["skip"] + params["limit"] <= statements.SEARCH_WINDOW:
-            narrowed = {f"word_{number}": statements.like_pattern(word) for number, word in enumerate(words, 1)}
-            return statements.WORDS_SEARCH[len(words), keyset], {**params, **narrowed}
-    return statements.LIST_POSTS[True, keyset], params
 
 
 def post_not_found(post_id: int) -> NotFound:
@@ -171,16 +196,16 @@ class Feed:
     """Pages of the posts a viewer sees, newest first, optionally searched: one per app.
 
     A search first looks among the newest `statements.SEARCH_WINDOW` posts (one plan for
-    every word, see RECENT_SEARCH); when that window holds less than the page, the
-    whole-table statement answers, which is exact in every case (`whole_table_search`: on
-    PostgreSQL through the index that narrows the search best). Words whose first page
-    missed the window lately skip it for `sparse_seconds` (only a shortcut: both paths
-    give the same page).
+    every word, see RECENT_SEARCH), unless PostgreSQL's statistics say the search is too
+    rare to fill a page there; when the window holds less than the page, the whole table
+    answers (`SearchPlan.whole_table`): on PostgreSQL through the grams index, on SQLite by
+    scanning. Every path gives the same page. Searches whose first page missed the window
+    lately skip it for `sparse_seconds`.
     """
 
     def __init__(self, *, sparse_seconds: float = 60, sparse_max_words: int = 4096) -> None:
         self.sparse_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
-        self.symbol_frequencies = SymbolFrequencies()
+        self.gram_frequencies = GramFrequencies()
 
     async def page(
         self,
@@ -213,13 +238,7 @@ class Feed:
         elif not search:
             rows = await viewer.fetch(statements.LIST_POSTS[False, keyset], params)
         else:
-            rows = []
-            if skip + limit <= statements.SEARCH_WINDOW and search not in self.sparse_searches:
-                rows = await viewer.fetch(statements.RECENT_SEARCH[keyset], params)
-                if len(rows) < limit and skip == 0 and not keyset:
-                    self.sparse_searches.add(search)
-            if len(rows) < limit:  # no window, or it held less than a page: ask the whole table
-                rows = await self._whole_table(viewer, folded, params, keyset=keyset)
+            rows = await self._search(viewer, folded, search, params, keyset=keyset)
         if not rows and before_id is not None:
             # An empty keyset page must not hide a bad cursor: say so when that post is gone or not visible.
             try:
@@ -228,14 +247,32 @@ class Feed:
                 raise InvalidParameter(("query", "before_id"), f"no post {before_id} to page from") from None
         return rows
 
-    async def _whole_table(self, viewer: Viewer, folded: str, params: dict[str, Any], *, keyset: bool) -> Sequence[Row]:
-        on_postgresql = viewer.database.dialect == "postgresql"
-        symbols = title_symbols(folded) if on_postgresql else []
-        common = bool(symbols) and (
-            await self.symbol_frequencies.candidates(viewer.database, symbols) > SYMBOL_CANDIDATES_MAX
-        )
-        found = whole_table_search(folded, params, keyset=keyset, on_postgresql=on_postgresql, common_symbols=common)
-        return await viewer.fetch(*found)
+    async def _search(
+        self, viewer: Viewer, folded: str, search: str, params: dict[str, Any], *, keyset: bool
+    ) -> Sequence[Row]:
+        limit, skip = params["limit"], params["skip"]
+        plan = None
+        if viewer.database.dialect == "postgresql":
+            plan = plan_search(folded, await self.gram_frequencies.statistics(viewer.database))
+        rows: Sequence[Row] = []
+        if (
+            skip + limit <= statements.SEARCH_WINDOW
+            and search not in self.sparse_searches
+            and (plan is None or plan.window_may_fill(limit))
+        ):
+            rows = await viewer.fetch(statements.RECENT_SEARCH[keyset], params)
+            if len(rows) < limit and skip == 0 and not keyset:
+                self.sparse_searches.add(search)
+        if len(rows) >= limit:
+            return rows
+        # No window, or it held less than a page: ask the whole table.
+        if plan is None:
+            return await viewer.fetch(statements.LIST_POSTS[True, keyset], params)
+        for statement in plan.whole_table(keyset=keyset):
+            rows = await viewer.fetch(statement, {**params, "grams": plan.grams})
+            if len(rows) >= limit:
+                break
+        return rows
 
 
 async def read_post(viewer: Viewer, post_id: int) -> Row:
@@ -248,7 +285,10 @@ async def read_post(viewer: Viewer, post_id: int) -> Row:
 
 async def create_post(viewer: Viewer, *, title: str, content: str, published: bool) -> Row:
     """The new post with its owner's columns (a row of statements.CREATE_POST)."""
-    params = {"title": title, "title_folded": fold(title), "content": content, "published": published}
+    folded = fold(title)
+    params = {"title": title, "title_folded": folded, "content": content, "published": published}
+    if viewer.database.dialect == "postgresql":
+        params["title_grams"] = grams(folded)
     rows = await viewer.fetch(statements.CREATE_POST, params)
     return rows[0]
 
@@ -256,9 +296,12 @@ async def create_post(viewer: Viewer, *, title: str, content: str, published: bo
 async def update_post(viewer: Viewer, post: Row, changes: dict[str, Any]) -> Row:
     """Apply `changes` (title, content, published; one left out is kept) to a post of `owned_post`."""
     unchanged = {"title": None, "content": None, "published": None}
-    folded = {"title_folded": fold(changes["title"]) if changes.get("title") is not None else None}
+    folded = fold(changes["title"]) if changes.get("title") is not None else None
+    searched: dict[str, Any] = {"title_folded": folded}
+    if viewer.database.dialect == "postgresql":
+        searched["title_grams"] = grams(folded) if folded is not None else None
     rows = await viewer.database.fetch(
-        statements.UPDATE_POST, {**unchanged, **changes, **folded, "post_id": post["id"]}
+        statements.UPDATE_POST, {**unchanged, **changes, **searched, "post_id": post["id"]}
     )
     if not rows:  # deleted between the ownership check and the update
         raise post_not_found(post["id"])

@@ -1,0 +1,88 @@
+"""What PostgreSQL's search index holds of a title: `posts.title_grams` (revision 8c3f1b6e2a90).
+
+A search `q` matches a title when `fold(q)` is a substring of `fold(title)` (app/db/folding.py).
+Every piece `grams()` cuts from a text is cut from a substring of it, so the pieces of a
+search are among the pieces of every title that matches it: the titles holding all of
+them (a GIN index answers that) are the candidates, and each is then checked exactly
+with LIKE. The pieces never decide a match, only narrow the titles to check.
+
+The pieces of a folded text, by Unicode code point:
+- every character (a search of one character);
+- every substring of 2 and of 3 characters;
+- every substring of 5 and of 7 characters centred on a space or an ASCII punctuation
+  character (`er ba`, `ber bas`): these span where words meet, so two common words
+  typed together (`amber basil`) narrow to the titles holding them side by side.
+Each piece is stored as a 31-bit hash (CRC-32), which keeps the column and the index small;
+two pieces sharing a hash only add candidates, which the exact check removes.
+
+The column also holds one negative number, the post's time bucket (`bucket_element`):
+which 4,096-second stretch of `created_at` it was written in. A search for a common word
+walks the buckets newest first (GRAMS_WALK) and finds each bucket's matches through the
+same index, so it never steps over posts that match nothing one by one.
+"""
+
+import string
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+# Characters a 5- or 7-character piece is centred on: where words meet, or symbols sit.
+GRAM_CENTRES = frozenset(" " + string.punctuation)
+# Lengths of the pieces cut everywhere, and of those cut around GRAM_CENTRES only.
+EVERYWHERE = (1, 2, 3)
+AROUND_CENTRES = (5, 7)
+
+BUCKET_SECONDS = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def gram_hash(gram: str) -> int:
+    """A piece as the column stores it: the CRC-32 of its UTF-8 bytes, in 31 bits (0 and up)."""
+    return zlib.crc32(gram.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+
+
+def gram_pieces(folded: str) -> set[str]:
+    """The pieces of a folded text (see the module's docstring), as text."""
+    pieces: set[str] = set()
+    length = len(folded)
+    for size in EVERYWHERE:
+        pieces.update(folded[start : start + size] for start in range(length - size + 1))
+    for centre, character in enumerate(folded):
+        if character in GRAM_CENTRES:
+            for size in AROUND_CENTRES:
+                start = centre - size // 2
+                if start >= 0 and start + size <= length:
+                    pieces.add(folded[start : start + size])
+    return pieces
+
+
+def grams(folded: str) -> list[int]:
+    """The hashed pieces of a folded text, sorted and distinct: what `title_grams` holds of a
+    title, and what a search looks up (every title that matches holds all of a search's)."""
+    return sorted({gram_hash(piece) for piece in gram_pieces(folded)})
+
+
+def bucket_of(created_at: datetime) -> int:
+    """The time bucket of a moment: whole BUCKET_SECONDS since 1970 (floor), exact to the microsecond."""
+    return (created_at - _EPOCH) // timedelta(seconds=BUCKET_SECONDS)
+
+
+def bucket_element(bucket: int) -> int:
+    """How `title_grams` holds a time bucket: a negative number, never a piece's hash (0 and up)."""
+    return -1 - bucket
+
+
+def title_grams(folded_title: str, created_at: datetime) -> list[int]:
+    """All of `title_grams` for a post: its pieces and its bucket (as revision 8c3f1b6e2a90 and the
+    seed write it; the API writes the pieces and lets PostgreSQL add the bucket of now())."""
+    return [bucket_element(bucket_of(created_at)), *grams(folded_title)]
+
+
+def as_array_literal(elements: Iterable[int]) -> str:
+    """A PostgreSQL array literal (`{1,2,3}`), to pass many arrays of different lengths in one parameter."""
+    return "{" + ",".join(map(str, elements)) + "}"
+
+
+def bucket_element_sql(moment: str) -> str:
+    """SQL for `bucket_element(bucket_of(moment))`, `moment` an SQL timestamptz (exact: epoch as numeric)."""
+    return f"CAST(-1 - floor(extract(epoch FROM {moment}) / {BUCKET_SECONDS}) AS INTEGER)"
