@@ -165,10 +165,13 @@ def steps_of(session: Session, case: Case, params: dict[str, object], plan: Sear
             return done[-1].rows
         return session.rows(prepared, values)
 
-    if case.skip + case.limit <= statements.SEARCH_WINDOW and plan.window_may_fill(case.limit):
+    head_typical = True
+    reach = case.skip + case.limit
+    if reach <= statements.SEARCH_WINDOW and plan.window_may_fill(reach):
         rows = run(f"the newest {statements.SEARCH_WINDOW} posts", statements.RECENT_SEARCH[keyset], params)
+        head_typical = rows >= case.limit
     if rows < case.limit:
-        for prepared in plan.whole_table(keyset=keyset):
+        for prepared in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
             if run("the whole table", prepared, {**params, "grams": plan.grams}) >= case.limit:
                 break
     return done
@@ -183,6 +186,7 @@ def main() -> None:
     with psycopg.connect(dsn, autocommit=True) as connection:
         deep = connection.execute("SELECT max(id) - 100000 FROM posts").fetchone()
         posts = connection.execute("SELECT count(*) FROM posts").fetchone()
+        connection.execute("SET jit = off")  # as on the app's own connections (app/db/backends.py)
         session = Session(connection)
         frequencies = connection.execute(statements.GRAM_FREQUENCIES.asyncpg_sql)
         columns = [column.name for column in frequencies.description or []]

@@ -1,7 +1,8 @@
 """The "limit": Agora's benchmarked endpoints with nothing in between the socket and the SQL.
 
 A yardstick for bench/run.sh: the same HTTP contract as Agora for what the benchmark calls,
-on the same schema and data, written as plainly and cheaply as Python allows: a bare ASGI
+on the same schema and data (writing what the schema asks of a writer: a post's folded
+title and search pieces, as Agora does), written as plainly and cheaply as Python allows: a bare ASGI
 callable (no framework, no validation library), one asyncpg pool, orjson, and an HS256
 token check with PyJWT. As Agora's contract requires, each statement also checks, in
 the same round trip, that the token still counts (its account has the token's
@@ -45,6 +46,8 @@ from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
+
+from app.db.grams import bucket_element_sql, grams
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -91,9 +94,12 @@ SQL_SEARCH = _with_owner_and_votes(
     f"{_PAGE_FROM} AND title_folded LIKE $4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3", 4
 )
 SQL_ONE = _with_owner_and_votes(f"{_PAGE_FROM} AND id = $2", 2)
+# A post carries what the schema asks of every writer: the folded title, and its search
+# pieces with its time bucket (app/db/grams.py, revision 8c3f1b6e2a90), as Agora writes them.
 SQL_CREATE = (
-    "WITH created AS (INSERT INTO posts (title, title_folded, content, published, owner_id)"
-    " SELECT $2, $5, $3, $4, id FROM users WHERE id = $1 AND token_generation = $6"
+    "WITH created AS (INSERT INTO posts (title, title_folded, content, published, owner_id, title_grams)"
+    f" SELECT $2, $5, $3, $4, id, $8::integer[] || {bucket_element_sql('now()')}"
+    " FROM users WHERE id = $1 AND token_generation = $6"
     " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $7) RETURNING *)"
     " SELECT p.id, p.title, p.content, p.published, p.created_at, p.owner_id, u.email, u.created_at"
     " FROM created AS p JOIN users u ON u.id = p.owner_id"
@@ -366,8 +372,9 @@ class Limit:
         published = data.get("published", True)
         if not isinstance(published, bool):
             raise invalid("published must be true or false")
+        folded = title.casefold()
         row = await self.pool.fetchrow(
-            SQL_CREATE, caller.user_id, title, content, published, title.casefold(), *caller.token
+            SQL_CREATE, caller.user_id, title, content, published, folded, *caller.token, grams(folded)
         )
         if row is None:  # the token's account is gone, or the token no longer counts
             raise unauthorized()

@@ -144,11 +144,12 @@ def test_every_piece_of_a_substring_is_a_piece_of_the_text(title: str, data: st.
 
 
 def test_the_pieces_of_a_text() -> None:
-    pieces = gram_pieces("amber basil")
-    assert {"a", "am", "amb", "er ba", "ber bas"} <= pieces  # and across the space
-    assert "amber" not in pieces and "mber b" not in pieces  # 5 and 7 only around a space or punctuation
-    assert gram_pieces("ab") == {"a", "b", "ab"} and gram_pieces("") == set()
-    assert {"c:\\te", "\\"} <= gram_pieces("c:\\temp")  # centred on punctuation too
+    assert gram_pieces("amber basil") == {"amb", "mbe", "ber", "bas", "asi", "sil", "er ba", "ber bas"}
+    assert gram_pieces("ab") == set() and gram_pieces("a b") == set() and gram_pieces("") == set()
+    # Symbols: 1 and 2 characters too, and 5 and 7 centred on them.
+    assert gram_pieces("%") == {"%"} and gram_pieces("a_b") == {"_", "a_", "_b", "a_b"}
+    assert gram_pieces("c:\\temp") == {"c:", ":", ":\\", "\\", "\\t", "c:\\", ":\\t", "\\te", "tem", "emp", "c:\\te"}
+    assert gram_pieces(fold("ΣΊΣΥΦΟΣ")) == {"σίσ", "ίσυ", "συφ", "υφο", "φοσ"}  # any script: 3 characters
 
 
 def test_hashes_and_buckets_never_meet() -> None:
@@ -204,12 +205,26 @@ def test_the_rarest_pieces_go_to_the_index() -> None:
 def test_a_common_search_walks_and_then_reads_every_candidate_only_when_they_are_few() -> None:
     word = {piece: 60_000.0 for piece in gram_pieces("nectar")}
     plan = plan_search("nectar", _statistics(word))
-    assert plan.matches == 60_000 and plan.window_may_fill(10)
+    assert plan.matches == 60_000 and plan.window_may_fill(10) and plan.window_may_fill(30)
+    assert not plan.window_may_fill(40)  # about 30 among the newest 500: a page at skip=30 is not expected there
     assert plan.whole_table(keyset=True) == [queries.GRAMS_WALK[True], queries.LIST_POSTS[True, True]]
     fewer = plan_search("nectar", _statistics({piece: GRAMS_SEARCH_MAX / 2 for piece in gram_pieces("nectar")}))
     assert fewer.whole_table(keyset=False) == [queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False]]
+    # A deep page the newest posts should hold (60,000 in a million: one in 17): down the feed,
+    # unless the newest posts lately held fewer matches than that.
+    assert plan.whole_table(keyset=False, reach=410, head_typical=True) == [queries.LIST_POSTS[True, False]]
+    assert plan.whole_table(keyset=False, reach=410, head_typical=False)[0] == queries.GRAMS_WALK[False]
+    assert plan.whole_table(keyset=False, reach=1_000, head_typical=True)[0] == queries.GRAMS_WALK[False]  # 17,000 deep
     at_the_edge = SearchPlan(plan.grams, GRAMS_WALK_ABOVE, 1_000_000)
     assert at_the_edge.whole_table(keyset=False) == [queries.GRAMS_SEARCH[False]]
+
+
+def test_a_search_without_pieces_goes_to_the_planner() -> None:
+    """One or two letters: nothing the index can narrow it by (the window first, when it may fill)."""
+    for search in ("k", "zq", "a b"):
+        plan = plan_search(search, _statistics({}))
+        assert plan.grams == [] and plan.window_may_fill(10), search
+        assert plan.whole_table(keyset=True) == [queries.LIST_POSTS[True, True]], search
 
 
 def test_without_statistics_a_search_takes_the_bounded_path() -> None:
@@ -217,13 +232,14 @@ def test_without_statistics_a_search_takes_the_bounded_path() -> None:
     plan = plan_search("kotlin nectar", None)
     assert math.isinf(plan.matches) and plan.window_may_fill(100)
     assert plan.whole_table(keyset=False) == [queries.GRAMS_WALK[False], queries.LIST_POSTS[True, False]]
+    assert plan.whole_table(keyset=False, reach=10, head_typical=True)[0] == queries.GRAMS_WALK[False]
     assert len(plan.grams) == GRAMS_PICKED and {gram_hash("lin nec"), gram_hash("in ne")} <= set(plan.grams)
 
 
 @needs_postgresql
 def test_which_statement_asks_the_whole_table(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
     """By the statistics: a rare search goes to every candidate at once, without the window."""
-    for search in ("c:\\", "kotlin nectar", "zq", "σίσυφος"):
+    for search in ("c:\\", "kotlin nectar", "xqzvw", "σίσυφος"):
         _ids(client, feed.reader, search=search, limit=10)
         _ids(client, feed.reader, search=search, limit=10, before_id=next(iter(feed.titles)))
     assert [prepared for prepared in statements if prepared.searches] == [
