@@ -105,11 +105,11 @@ class Settings(BaseSettings):
     DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
     DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=1)
     # Each statement of a search (`?search=`) is stopped after this long, and the request
-    # answered 503, instead of holding a connection for seconds: a search the trigram index
-    # cannot narrow (`%`, a long phrase, a rare pair of letters) reads every title, 1-2.5 s
-    # on a million posts. 500 ms: ten times the feed's p99 target, and well above what the
-    # searches the indexes serve cost (the slowest benchmarked, rare word pairs, tens of ms
-    # of database time each). Time spent waiting for a connection does not count.
+    # answered 503, instead of holding a connection for seconds: a search the grams index
+    # cannot narrow (a rare pair of letters, or pieces every title holds) reads every title,
+    # 1-2.5 s on a million posts. 500 ms: ten times the feed's p99 target, and far above what
+    # the searches the index serves cost (a few ms of database time each, bench/README.md).
+    # Time spent waiting for a connection does not count.
     SEARCH_TIMEOUT_MS: int = Field(default=500, gt=0)
     # Hot standbys of DATABASE_URL's PostgreSQL (comma-separated postgresql:// URLs) that
     # serve the feed, search and single-post reads; a user's reads go to the primary

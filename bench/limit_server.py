@@ -47,7 +47,7 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from app.db.grams import bucket_element_sql, grams
+from app.db.grams import bucket_elements_sql, grams
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -95,10 +95,10 @@ SQL_SEARCH = _with_owner_and_votes(
 )
 SQL_ONE = _with_owner_and_votes(f"{_PAGE_FROM} AND id = $2", 2)
 # A post carries what the schema asks of every writer: the folded title, and its search
-# pieces with its time bucket (app/db/grams.py, revision 8c3f1b6e2a90), as Agora writes them.
+# pieces with its time buckets (app/db/grams.py, revision 8c3f1b6e2a90), as Agora writes them.
 SQL_CREATE = (
     "WITH created AS (INSERT INTO posts (title, title_folded, content, published, owner_id, title_grams)"
-    f" SELECT $2, $5, $3, $4, id, $8::integer[] || {bucket_element_sql('now()')}"
+    f" SELECT $2, $5, $3, $4, id, $8::integer[] || {bucket_elements_sql('now()')}"
     " FROM users WHERE id = $1 AND token_generation = $6"
     " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $7) RETURNING *)"
     " SELECT p.id, p.title, p.content, p.published, p.created_at, p.owner_id, u.email, u.created_at"

@@ -440,24 +440,49 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(bucket, depth) AS (
-            SELECT floor(extract(epoch FROM (SELECT max(created_at) FROM posts)) / 4096), 1
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
             FROM steps
-            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ($2::INTEGER[] || CAST(-1 - steps.bucket AS INTEGER))
-                  AND (published OR owner_id = $1::INTEGER)
+                WHERE title_grams @> ($2::INTEGER[] || steps.element) AND (published OR owner_id = $1::INTEGER)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
+              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
             ORDER BY candidates.created_at DESC, candidates.id DESC
         ) AS found
-        WHERE steps.bucket IS NOT NULL
         LIMIT $4 OFFSET $5
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
@@ -472,24 +497,49 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(bucket, depth) AS (
-            SELECT floor(extract(epoch FROM (SELECT max(created_at) FROM posts)) / 4096), 1
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
             FROM steps
-            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
-                  AND (published OR owner_id = :viewer_id)
+                WHERE title_grams @> (:grams || steps.element) AND (published OR owner_id = :viewer_id)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
             ORDER BY candidates.created_at DESC, candidates.id DESC
         ) AS found
-        WHERE steps.bucket IS NOT NULL
         LIMIT :limit OFFSET :skip
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
@@ -507,24 +557,49 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(bucket, depth) AS (
-            SELECT floor(extract(epoch FROM (SELECT created_at FROM posts WHERE id = $2::INTEGER)) / 4096), 1
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
             FROM steps
-            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ($3::INTEGER[] || CAST(-1 - steps.bucket AS INTEGER))
-                  AND (published OR owner_id = $1::INTEGER)
+                WHERE title_grams @> ($3::INTEGER[] || steps.element) AND (published OR owner_id = $1::INTEGER)
                 OFFSET 0
             ) AS candidates
-            WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
+            WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/'
+              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
             ORDER BY candidates.created_at DESC, candidates.id DESC
         ) AS found
-        WHERE steps.bucket IS NOT NULL
         LIMIT $5 OFFSET $6
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
@@ -539,24 +614,49 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(bucket, depth) AS (
-            SELECT floor(extract(epoch FROM (SELECT created_at FROM posts WHERE id = :before_id)) / 4096), 1
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT floor(extract(epoch FROM (SELECT max(older.created_at) FROM posts AS older WHERE older.created_at < to_timestamp(steps.bucket * 4096))) / 4096), steps.depth + 1
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
             FROM steps
-            WHERE steps.bucket IS NOT NULL AND steps.depth < 32
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
-                  AND (published OR owner_id = :viewer_id)
+                WHERE title_grams @> (:grams || steps.element) AND (published OR owner_id = :viewer_id)
                 OFFSET 0
             ) AS candidates
-            WHERE candidates.title_folded LIKE :pattern ESCAPE '/' AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
+            WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
             ORDER BY candidates.created_at DESC, candidates.id DESC
         ) AS found
-        WHERE steps.bucket IS NOT NULL
         LIMIT :limit OFFSET :skip
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
@@ -820,7 +920,7 @@ WHERE posts.id = :post_id;
 -- CREATE_POST (proves the viewer's account)
 -- parameters: viewer_id, title, title_folded, content, published, title_grams, viewer_generation, viewer_jti
 -- PostgreSQL:
-INSERT INTO posts (title, title_folded, content, published, owner_id, title_grams) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::VARCHAR AS anon_3, $5::BOOLEAN AS anon_4, users.id, $6::INTEGER[] || CAST(-1 - floor(extract(epoch FROM now()) / 4096) AS INTEGER) AS anon_5
+INSERT INTO posts (title, title_folded, content, published, owner_id, title_grams) SELECT $2::VARCHAR AS anon_1, $3::VARCHAR AS anon_2, $4::VARCHAR AS anon_3, $5::BOOLEAN AS anon_4, users.id, $6::INTEGER[] || ARRAY[CAST(-1 - 2 * floor(extract(epoch FROM now()) / 4096) AS INTEGER), CAST(-2 - 2 * floor(extract(epoch FROM now()) / 16) AS INTEGER)] AS anon_5
 FROM users
 WHERE users.id = $1::INTEGER AND users.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
@@ -843,7 +943,7 @@ WHERE id = :viewer_id) AS owner_created_at;
 -- UPDATE_POST
 -- parameters: title, title_folded, title_grams, content, published, post_id
 -- PostgreSQL:
-UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), title_folded=coalesce($2::VARCHAR, posts.title_folded), title_grams=CASE WHEN ($3::INTEGER[] IS NULL) THEN posts.title_grams ELSE $3::INTEGER[] || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) END, content=coalesce($4::VARCHAR, posts.content), published=coalesce($5::BOOLEAN, posts.published) WHERE posts.id = $6::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
+UPDATE posts SET title=coalesce($1::VARCHAR, posts.title), title_folded=coalesce($2::VARCHAR, posts.title_folded), title_grams=CASE WHEN ($3::INTEGER[] IS NULL) THEN posts.title_grams ELSE $3::INTEGER[] || ARRAY[CAST(-1 - 2 * floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER), CAST(-2 - 2 * floor(extract(epoch FROM posts.created_at) / 16) AS INTEGER)] END, content=coalesce($4::VARCHAR, posts.content), published=coalesce($5::BOOLEAN, posts.published) WHERE posts.id = $6::INTEGER RETURNING posts.id, posts.title, posts.content, posts.published, posts.created_at, posts.owner_id;
 -- SQLite:
 UPDATE posts SET title=coalesce(:title, posts.title), title_folded=coalesce(:title_folded, posts.title_folded), content=coalesce(:content, posts.content), published=coalesce(:published, posts.published) WHERE posts.id = :post_id RETURNING id, title, content, published, created_at, owner_id;
 
@@ -883,9 +983,9 @@ WHERE posts.title_grams IS NULL ORDER BY posts.id
 -- FILL_TITLE_GRAMS
 -- parameters: post_ids, read_titles, folded, grams
 -- PostgreSQL:
-UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS VARCHAR[]), CAST($3 AS VARCHAR[]), CAST($4 AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
+UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || ARRAY[CAST(-1 - 2 * floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER), CAST(-2 - 2 * floor(extract(epoch FROM posts.created_at) / 16) AS INTEGER)] FROM unnest(CAST($1 AS INTEGER[]), CAST($2 AS VARCHAR[]), CAST($3 AS VARCHAR[]), CAST($4 AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
 -- SQLite:
-UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || CAST(-1 - floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER) FROM unnest(CAST(:post_ids AS INTEGER[]), CAST(:read_titles AS VARCHAR[]), CAST(:folded AS VARCHAR[]), CAST(:grams AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
+UPDATE posts SET title_folded = filled.folded, title_grams = CAST(filled.grams AS INTEGER[]) || ARRAY[CAST(-1 - 2 * floor(extract(epoch FROM posts.created_at) / 4096) AS INTEGER), CAST(-2 - 2 * floor(extract(epoch FROM posts.created_at) / 16) AS INTEGER)] FROM unnest(CAST(:post_ids AS INTEGER[]), CAST(:read_titles AS VARCHAR[]), CAST(:folded AS VARCHAR[]), CAST(:grams AS VARCHAR[])) AS filled(id, title, folded, grams) WHERE posts.id = filled.id AND posts.title = filled.title;
 
 -- DELETE_POST
 -- parameters: post_id

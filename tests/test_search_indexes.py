@@ -24,7 +24,16 @@ from sqlalchemy import Connection, text
 from app.db import statements as queries
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.db.grams import BUCKET_SECONDS, bucket_element, bucket_of, gram_hash, gram_pieces, grams, title_grams
+from app.db.grams import (
+    BUCKET_SECONDS,
+    FINE_BUCKET_SECONDS,
+    bucket_elements,
+    bucket_of,
+    gram_hash,
+    gram_pieces,
+    grams,
+    title_grams,
+)
 from app.domain.posts import (
     GRAMS_PICKED,
     GRAMS_SEARCH_MAX,
@@ -153,14 +162,17 @@ def test_the_pieces_of_a_text() -> None:
 
 
 def test_hashes_and_buckets_never_meet() -> None:
-    """A piece's hash is 0 or more, a bucket's element below 0: a bucket never stands for a piece."""
+    """A piece's hash is 0 or more, a bucket's element below 0 (odd for 4,096 s, even for 16 s)."""
     assert all(0 <= gram_hash(piece) < 2**31 for piece in gram_pieces("any title at all: ½ ΣΊΣ 🙂"))
     moment = datetime(2026, 12, 4, 22, 0, 0, tzinfo=UTC)
-    assert bucket_element(bucket_of(moment)) < 0
+    coarse, fine = bucket_elements(moment)
+    assert coarse == -1 - 2 * bucket_of(moment) and fine == -2 - 2 * bucket_of(moment, FINE_BUCKET_SECONDS)
+    assert coarse < 0 and fine < 0 and coarse % 2 == 1 and fine % 2 == 0
+    assert bucket_of(moment, FINE_BUCKET_SECONDS) * FINE_BUCKET_SECONDS // BUCKET_SECONDS == bucket_of(moment)
     start = datetime.fromtimestamp(bucket_of(moment) * BUCKET_SECONDS, UTC)
     assert bucket_of(start) == bucket_of(start + timedelta(seconds=BUCKET_SECONDS, microseconds=-1))
     assert bucket_of(start - timedelta(microseconds=1)) == bucket_of(start) - 1
-    assert title_grams("ab", moment)[0] == bucket_element(bucket_of(moment))
+    assert title_grams("ab", moment) == bucket_elements(moment)
 
 
 @needs_postgresql
@@ -305,18 +317,27 @@ def test_the_generic_plan_walks_buckets_through_the_grams_index(feed: Feed, sql:
 
 COMMON = GRAMS_WALK_ABOVE + 500  # more matches than a search reads at once: it walks
 NOISE = queries.SEARCH_WINDOW + 100  # the newest posts, none matching: the window holds no match
+DENSE = queries.DENSE_BUCKET + 500  # matches in one 4,096-second bucket: walked 16 seconds at a time
 
 
-@pytest.fixture
-def burst(client: TestClient, make_account: Callable[..., Account], sql: Connection) -> Iterator[Feed]:
-    """COMMON posts holding "nectar", one every 150 s (so across more buckets than WALK_BUCKETS), with ties
-    on created_at, ids out of time order and drafts; then NOISE newer posts that hold none of it."""
+@pytest.fixture(params=["spread", "dense"])
+def burst(
+    request: pytest.FixtureRequest, client: TestClient, make_account: Callable[..., Account], sql: Connection
+) -> Iterator[Feed]:
+    """Posts holding "nectar", with ties on created_at and drafts; then NOISE newer posts that hold none of it.
+    spread: COMMON of them, one every 150 s (across more buckets than WALK_BUCKETS), ids out of time order;
+    dense: DENSE of them, ten a second (within one 4,096-second bucket), ids in time order as the API writes them."""
     author, reader = make_account(), make_account()
-    common_start, noise_start = datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
-    posts = [
+    common_start, noise_start = datetime(2024, 1, 1, 0, 2, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    seconds: list[float]
+    if request.param == "spread":
         # Pairs of posts share an instant; ids follow a shuffled order of instants; every 97th is a draft.
-        (f"kotlin nectar {i}", i % 97 != 0, common_start + timedelta(seconds=150 * ((i * 7919) % COMMON // 2 * 2)))
-        for i in range(1, COMMON + 1)
+        seconds = [150 * ((i * 7919) % COMMON // 2 * 2) for i in range(1, COMMON + 1)]
+    else:
+        seconds = [i // 2 * 2 / 10 for i in range(1, DENSE + 1)]
+    posts = [
+        (f"kotlin nectar {i}", i % 97 != 0, common_start + timedelta(seconds=second))
+        for i, second in enumerate(seconds, 1)
     ]
     posts += [(f"noise {i}", True, noise_start + timedelta(seconds=i)) for i in range(1, NOISE + 1)]
     sql.execute(
@@ -346,8 +367,8 @@ def burst(client: TestClient, make_account: Callable[..., Account], sql: Connect
     [
         {"limit": 10},
         {"limit": 100, "skip": 37},
-        {"limit": 10, "skip": COMMON - 50},  # past WALK_BUCKETS of buckets
-        {"limit": 100, "skip": COMMON - 60},  # the last, short page
+        {"limit": 10, "skip": COMMON - 50},  # spread: past WALK_BUCKETS of buckets
+        {"limit": 100, "skip": DENSE - 60},  # dense: the last, short page
     ],
 )
 def test_a_common_word_past_a_burst_pages_exactly(client: TestClient, burst: Feed, page: dict[str, int]) -> None:

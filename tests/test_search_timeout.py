@@ -1,10 +1,11 @@
 """A search is stopped after SEARCH_TIMEOUT_MS (app/db/backends.py): 503 saying so, and the pool free at once.
 
-The slow search is a real one, on both databases: a long search the trigram index cannot
-narrow, over titles that hold each of its trigrams but not the search itself, so the LIKE
-matcher compares it at every position of every title (about 25 µs a title on PostgreSQL
-here, 45 µs on SQLite). On PostgreSQL also a search that waits for a lock another session
-holds: the server must stop waiting once the search is cancelled.
+The slow search is a real one, on both databases: a long search no index narrows, over
+titles that hold each of its pieces but not the search itself (written here by SQL, without
+grams: PostgreSQL's planner walks them all), so the LIKE matcher compares it at every
+position of every title (about 25 µs a title on PostgreSQL here, 45 µs on SQLite). On
+PostgreSQL also a search that waits for a lock another session holds: the server must stop
+waiting once the search is cancelled.
 """
 
 import asyncio
@@ -32,7 +33,7 @@ SEARCH_TIMEOUT_MS = 100
 # What a cut-off request may take beyond the timeout: the request itself, the viewer's check,
 # the search among the newest posts first (500 titles, about 20 ms) and a loaded machine.
 REQUEST_SLACK_SECONDS = 0.25
-# Titles of one letter but for one "aab" (every trigram of the search), and the search: 99 a's and a b.
+# Titles of one letter but for one "aab" (every 3 characters of the search), and the search: 99 a's and a b.
 SLOW_TITLE = "aab" + "a" * 297
 SLOW_SEARCH = "a" * 99 + "b"
 SLOW_POSTS = 40_000 if IS_POSTGRESQL else 30_000  # about 1 s of matching here, on either

@@ -35,7 +35,7 @@ from sqlalchemy.sql import Executable, FromClause, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.backends import Prepared
-from app.db.grams import BUCKET_SECONDS, bucket_element_sql
+from app.db.grams import BUCKET_SECONDS, FINE_BUCKET_SECONDS, bucket_elements_sql
 from app.db.models import Post, RevokedToken, User, Vote
 
 users = cast(Table, User.__table__)
@@ -57,8 +57,8 @@ def matches_folded(source: FromClause) -> ColumnElement[bool]:
     """The post's folded title contains the search (`pattern`: `like_pattern(fold(search))`).
 
     The same SQL on both databases; the folding is done by the application on both
-    sides (app/db/folding.py). PostgreSQL finds candidates through the trigram index
-    on `title_folded`.
+    sides (app/db/folding.py). PostgreSQL finds candidates through the grams index
+    (`title_grams`, app/db/grams.py).
     """
     return source.c.title_folded.like(bindparam("pattern", type_=String), escape=LIKE_ESCAPE)
 
@@ -260,14 +260,14 @@ LIST_POSTS = {
 
 # A search first looks among the newest SEARCH_WINDOW posts (after the cursor, if any).
 # Why: LIST_POSTS[True, ...] is planned anew on every execution, because the best plan
-# depends on the word (a rare one is found through the trigram index, a common one by
+# depends on the word (a rare one is best found through an index, a common one by
 # walking the feed index), and PostgreSQL spent more time planning it than running it.
 # This statement has one good plan for every word (walk at most SEARCH_WINDOW rows of the
 # feed index), so after five executions PostgreSQL keeps one generic plan per connection
 # and stops planning it (tests/test_search_window.py checks this). When the window holds
 # a full page, that page is exactly the page of the whole table (the window is its
 # newest part); when it does not (a rare word, a deep page, the end of the matches), the
-# endpoint runs LIST_POSTS[True, ...], which is exact in every case.
+# endpoint asks the whole table (app/domain/posts.py, `SearchPlan.whole_table`).
 SEARCH_WINDOW = 500
 RECENT_SEARCH = {
     keyset: _posts_with_owner_and_votes(_post_page(search=True, keyset=keyset, window=SEARCH_WINDOW), searches=True)
@@ -284,8 +284,8 @@ def _candidates_page(*narrowing: ColumnElement[bool], keyset: bool) -> Select[An
     # MATERIALIZED: every candidate first, then the page. Without it, the page's ORDER BY and
     # LIMIT tempt the planner to walk the feed index instead, which reads every title when
     # the candidates are few (the generic plan cannot tell how few). The exact match is
-    # checked on the candidates, outside: inside, the generic plan took the trigram index
-    # for it, which for a pattern without letters reads every title.
+    # checked on the candidates, outside: inside, a generic plan may take another index
+    # for it (the trigram index of an earlier revision did, and read every title).
     candidates = found.cte("candidates").prefix_with("MATERIALIZED")
     return (
         select(*(candidates.c[name] for name in POST_COLUMNS))
@@ -319,23 +319,53 @@ GRAMS_SEARCH = {
 }
 
 # A search whose matches are many but may all be old (a common word after a burst of posts
-# that hold none of it), on PostgreSQL: walk the time buckets that hold posts, newest first,
-# one probe of the feed index each (`steps`), and take each bucket's matches from the grams
-# index, by the bucket's element together with the search's pieces. The nested loop stops
-# as soon as LIMIT has its rows, so a page costs the buckets up to the one that fills it,
-# however many posts newer than its matches hold none of them; WALK_BUCKETS bounds the walk
-# (a search whose pieces are common but which itself is rare), and fewer rows than the page
-# send the caller to an exact statement that reads every candidate (app/domain/posts.py).
-# The rows come out bucket after bucket, each bucket's newest first: the feed's order.
+# that hold none of it), on PostgreSQL: walk the time buckets that hold posts, newest first
+# (`steps`), and take each bucket's matches from the grams index, by the bucket's element
+# together with the search's pieces. Each step starts at the newest post older than the
+# last (one probe of the feed index), so empty stretches of time cost nothing, and takes
+# its 4,096-second bucket, or when that holds more than DENSE_BUCKET posts (told by the
+# ids of its newest post and of the newest post before it: two more probes), its
+# 16-second bucket, so that no step reads more than a few thousand posts' matches. The
+# nested loop stops as soon as LIMIT has its rows, so a page costs the steps up to the one
+# that fills it, however many newer posts hold none of its matches; WALK_BUCKETS bounds the
+# walk (a search whose pieces are common but which itself is rare), and fewer rows than
+# the page send the caller to an exact statement that reads every candidate
+# (app/domain/posts.py). The rows come out step after step, each step's newest first: the
+# feed's order (a step keeps only its own stretch, `lower` to `newest`, of its bucket).
 # `OFFSET 0` keeps each bucket's candidates behind a fence: without it, the planner may walk
 # the feed index backwards through the bucket instead and check every title (850 ms a bucket
 # on the benchmark's data). Keyed by keyset.
 WALK_BUCKETS = 32
+DENSE_BUCKET = 4096
+
+
+def _walk_step(newest: str) -> str:
+    """SQL of one step of GRAMS_WALK from `newest` (the newest created_at it covers): its lower
+    bound and its bucket's element (odd: 4,096 s; even: 16 s, app/db/grams.py)."""
+    coarse, fine = BUCKET_SECONDS, FINE_BUCKET_SECONDS
+    newest_id_before = (
+        "(SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp({} * {}) "
+        "ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1)"
+    )
+    posts_in_bucket = (
+        f"{newest_id_before.format('(bucket.coarse + 1)', coarse)} - "
+        f"coalesce({newest_id_before.format('bucket.coarse', coarse)}, 0)"
+    )
+    return f"""
+        SELECT {newest} AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * {coarse}) ELSE to_timestamp(bucket.fine * {fine}) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM {newest}) / {coarse}) AS coarse,
+                   floor(extract(epoch FROM {newest}) / {fine}) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ({posts_in_bucket}) <= {DENSE_BUCKET} AS sparse) AS density
+    """
 
 
 def _grams_walk(*, keyset: bool) -> Prepared:
     columns = ", ".join(POST_COLUMNS)
-    bucket = f"floor(extract(epoch FROM {{}}) / {BUCKET_SECONDS})"
     start = "(SELECT created_at FROM posts WHERE id = :before_id)" if keyset else "(SELECT max(created_at) FROM posts)"
     # The cursor as in `_after_cursor`: strictly after the cursor post, which the viewer must see.
     after_cursor = (
@@ -346,29 +376,29 @@ def _grams_walk(*, keyset: bool) -> Prepared:
     )
     walk = text(
         f"""
-        WITH RECURSIVE steps(bucket, depth) AS (
-            SELECT {bucket.format(start)}, 1
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT {start} AS newest) AS head CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
+            WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT {
-            bucket.format(
-                "(SELECT max(older.created_at) FROM posts AS older "
-                f"WHERE older.created_at < to_timestamp(steps.bucket * {BUCKET_SECONDS}))"
-            )
-        }, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
             FROM steps
-            WHERE steps.bucket IS NOT NULL AND steps.depth < {WALK_BUCKETS}
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < {WALK_BUCKETS}
         )
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT {", ".join(f"candidates.{name}" for name in POST_COLUMNS)} FROM (
                 SELECT {columns}, title_folded FROM posts
-                WHERE title_grams @> (:grams || CAST(-1 - steps.bucket AS INTEGER))
-                  AND (published OR owner_id = :viewer_id)
+                WHERE title_grams @> (:grams || steps.element) AND (published OR owner_id = :viewer_id)
                 OFFSET 0
             ) AS candidates
-            WHERE candidates.title_folded LIKE :pattern ESCAPE '{LIKE_ESCAPE}' {after_cursor}
+            WHERE candidates.title_folded LIKE :pattern ESCAPE '{LIKE_ESCAPE}'
+              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest {after_cursor}
             ORDER BY candidates.created_at DESC, candidates.id DESC
         ) AS found
-        WHERE steps.bucket IS NOT NULL
         LIMIT :limit OFFSET :skip
         """
     ).bindparams(
@@ -437,9 +467,9 @@ POST_OWNERSHIP = Prepared.of(
 
 _owner = users.alias("owner")
 # On PostgreSQL, the post's search pieces (`title_grams`, from app/db/grams.py) and its time
-# bucket, which PostgreSQL adds from the same now() as `created_at`'s default.
+# buckets, which PostgreSQL adds from the same now() as `created_at`'s default.
 _NEW_POST_GRAMS = bindparam("title_grams", type_=postgresql.ARRAY(Integer)).op("||")(
-    literal_column(bucket_element_sql("now()"), Integer)
+    literal_column(bucket_elements_sql("now()"), postgresql.ARRAY(Integer))
 )
 
 
@@ -480,12 +510,12 @@ _CHANGES = {
     "content": func.coalesce(bindparam("content", type_=String), posts.c.content),
     "published": func.coalesce(bindparam("published", type_=Boolean), posts.c.published),
 }
-# A new title's pieces, with the post's time bucket (from its created_at); None keeps them.
+# A new title's pieces, with the post's time buckets (from its created_at); None keeps them.
 # (CASE, not coalesce: PostgreSQL's NULL || element is an array of that element.)
 _EDITED_GRAMS = bindparam("title_grams", type_=postgresql.ARRAY(Integer))
 _CHANGED_GRAMS = case(
     (_EDITED_GRAMS.is_(None), posts.c.title_grams),
-    else_=_EDITED_GRAMS.op("||")(literal_column(bucket_element_sql("posts.created_at"), Integer)),
+    else_=_EDITED_GRAMS.op("||")(literal_column(bucket_elements_sql("posts.created_at"), postgresql.ARRAY(Integer))),
 )
 
 
@@ -527,7 +557,7 @@ UNGRAMMED_TITLES = Prepared.of(
 FILL_TITLE_GRAMS = Prepared.of(
     text(
         "UPDATE posts SET title_folded = filled.folded, "
-        f"title_grams = CAST(filled.grams AS INTEGER[]) || {bucket_element_sql('posts.created_at')} "
+        f"title_grams = CAST(filled.grams AS INTEGER[]) || {bucket_elements_sql('posts.created_at')} "
         "FROM unnest(CAST(:post_ids AS INTEGER[]), CAST(:read_titles AS VARCHAR[]), CAST(:folded AS VARCHAR[]), "
         "CAST(:grams AS VARCHAR[])) AS filled(id, title, folded, grams) "
         "WHERE posts.id = filled.id AND posts.title = filled.title"
