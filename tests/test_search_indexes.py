@@ -227,6 +227,10 @@ def test_a_common_search_walks_and_then_reads_every_candidate_only_when_they_are
     assert plan.whole_table(keyset=False, reach=410, head_typical=True) == [queries.LIST_POSTS[True, False]]
     assert plan.whole_table(keyset=False, reach=410, head_typical=False)[0] == queries.GRAMS_WALK[False]
     assert plan.whole_table(keyset=False, reach=1_000, head_typical=True)[0] == queries.GRAMS_WALK[False]  # 17,000 deep
+    # Two words: as common as the rarer by the statistics, but side by side far rarer: never down the feed.
+    phrase = plan_search("nectar nectar", _statistics({piece: 60_000.0 for piece in gram_pieces("nectar nectar")}))
+    assert phrase.matches == 60_000 and not phrase.one_word
+    assert phrase.whole_table(keyset=False, reach=10, head_typical=True)[0] == queries.GRAMS_WALK[False]
     at_the_edge = SearchPlan(plan.grams, GRAMS_WALK_ABOVE, 1_000_000)
     assert at_the_edge.whole_table(keyset=False) == [queries.GRAMS_SEARCH[False]]
 

@@ -86,6 +86,9 @@ class SearchPlan:
     grams: list[int]
     matches: float  # math.inf without statistics
     posts: float  # math.inf without statistics
+    # No space in it: `matches` is then close to the truth (the rarest piece of one word);
+    # for several words it is only a bound (each piece is common, the words side by side rare).
+    one_word: bool = False
 
     def window_may_fill(self, reach: int) -> bool:
         """Whether `reach` matches (skip + limit) are to be expected among the newest SEARCH_WINDOW posts."""
@@ -98,8 +101,8 @@ class SearchPlan:
         only when the one before returned less than a page, and the last is exact in every case.
 
         `reach`: skip + limit; `head_typical`: the newest posts held this search's matches as
-        often as its statistics say (its window did not come up short lately). Then a page
-        expected within FEED_WALK_MAX posts of the feed's head is found by walking the feed
+        often as its statistics say (its window did not come up short lately). Then a page of
+        one word expected within FEED_WALK_MAX posts of the feed's head is found by walking the feed
         (the planner's LIST_POSTS), which costs the same however many posts each time bucket
         holds; the bucket walk reads every match of a bucket, thousands in a busy hour.
         """
@@ -107,8 +110,8 @@ class SearchPlan:
             return [statements.LIST_POSTS[True, keyset]]
         if self.matches <= GRAMS_WALK_ABOVE:
             return [statements.GRAMS_SEARCH[keyset]]
-        known = not math.isinf(self.matches)
-        if head_typical and known and reach is not None and reach * self.posts <= FEED_WALK_MAX * self.matches:
+        expected = self.one_word and not math.isinf(self.matches)
+        if head_typical and expected and reach is not None and reach * self.posts <= FEED_WALK_MAX * self.matches:
             return [statements.LIST_POSTS[True, keyset]]
         if self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts:
             return [statements.GRAMS_WALK[keyset], statements.GRAMS_SEARCH[keyset]]
@@ -139,7 +142,7 @@ def plan_search(folded_search: str, statistics: GramStatistics | None) -> Search
     ranked = sorted(pieces, key=lambda piece: (statistics.posts_holding(gram_hash(piece)), -len(piece), piece))
     picked = list(dict.fromkeys(gram_hash(piece) for piece in ranked))[:GRAMS_PICKED]
     matches = min((statistics.posts_holding(gram) for gram in picked), default=statistics.posts)
-    return SearchPlan(sorted(picked), matches, statistics.posts)
+    return SearchPlan(sorted(picked), matches, statistics.posts, one_word=" " not in folded_search)
 
 
 class GramFrequencies:
