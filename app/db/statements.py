@@ -534,12 +534,19 @@ UPDATE_POST = Prepared.of(_update_post(grams=False), postgresql_statement=_updat
 # offline migration script), a batch at a time; and folding one, unless its title changed
 # meanwhile. On SQLite, through the partial index ix_posts_title_unfolded.
 UNFOLDED_BATCH = 500
-UNFOLDED_TITLES = Prepared.of(
-    select(posts.c.id, posts.c.title)
-    .where(posts.c.title_folded.is_(None))
-    .order_by(posts.c.id)
-    .limit(literal_column(str(UNFOLDED_BATCH), Integer))
-)
+
+
+def _titles_without(column: ColumnElement[Any]) -> Prepared:
+    """The id and title of the first UNFOLDED_BATCH posts (by id) whose `column` is NULL."""
+    return Prepared.of(
+        select(posts.c.id, posts.c.title)
+        .where(column.is_(None))
+        .order_by(posts.c.id)
+        .limit(literal_column(str(UNFOLDED_BATCH), Integer))
+    )
+
+
+UNFOLDED_TITLES = _titles_without(posts.c.title_folded)
 FOLD_TITLE = Prepared.of(
     update(posts)
     .where(posts.c.id == bindparam("post_id"), posts.c.title == bindparam("read_title", type_=String))
@@ -548,12 +555,7 @@ FOLD_TITLE = Prepared.of(
 # On PostgreSQL, the same for posts without `title_grams` (which those without `title_folded`
 # are among), through the partial index ix_posts_title_ungrammed; a batch is filled in
 # by one statement, each post unless its title changed since it was read.
-UNGRAMMED_TITLES = Prepared.of(
-    select(posts.c.id, posts.c.title)
-    .where(posts.c.title_grams.is_(None))
-    .order_by(posts.c.id)
-    .limit(literal_column(str(UNFOLDED_BATCH), Integer))
-)
+UNGRAMMED_TITLES = _titles_without(posts.c.title_grams)
 FILL_TITLE_GRAMS = Prepared.of(
     text(
         "UPDATE posts SET title_folded = filled.folded, "
