@@ -13,9 +13,9 @@ The pieces of a folded text, by Unicode code point:
 - every substring of 5 and of 7 characters centred on a space or an ASCII punctuation
   character (`er ba`, `ber bas`): these span where words meet, so two common words
   typed together (`amber basil`) narrow to the titles holding them side by side.
-Every piece costs the index an entry per post (about 1.5 µs to add), so a plain word
-gives only its 3-character pieces: on the benchmark's titles, 19 pieces a title instead
-of 67 with every 1, 2 and 3-character substring (POST /posts/ 25 % slower). A search
+Every piece is an entry per post for the index to add, so a plain word gives only its
+3-character pieces: on the benchmark's titles, 19 pieces a title; with every 1, 2 and
+3-character substring (67 pieces), POST /posts/ was 25 % slower than with none. A search
 with no piece at all (one or two letters or digits, or three with a space among them)
 cannot be narrowed by the index: the newest posts, then the planner, answer it.
 Each piece is stored as a 31-bit hash (CRC-32), which keeps the column and the index small;

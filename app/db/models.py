@@ -77,7 +77,7 @@ class Post(Base):
     # NULL only for a post an older Agora wrote during a deploy, until it is folded.
     title_folded: Mapped[str | None] = mapped_column(String)
     # What PostgreSQL's search index holds of the title (app/db/grams.py): hashed pieces of
-    # `title_folded` and the post's time bucket. PostgreSQL only; NULL as `title_folded` is.
+    # `title_folded` and the post's time buckets. PostgreSQL only; NULL as `title_folded` is.
     title_grams: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), info={"only_on": "postgresql"})
     content: Mapped[str] = mapped_column(String)
     published: Mapped[bool] = mapped_column(Boolean, server_default=true())
