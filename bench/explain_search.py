@@ -8,9 +8,10 @@ the statements the endpoint then runs (app/domain/posts.py, `Feed.page`): first
 RECENT_SEARCH (among the newest SEARCH_WINDOW posts) when skip + limit fits in that
 window, unless PostgreSQL's statistics call the search too rare to fill a page there; then the
 statements of `SearchPlan.whole_table` (GRAMS_SEARCH, or GRAMS_WALK and what follows it)
-until one returns a page. Each is shown where the app runs it. The word memory that lets a word skip the
-window for 60 s once its first page missed it is left out: this is a worker's first
-search of each word.
+until one returns a page; for a deep page that could go down the feed, the look at the
+newest posts that decides it (`Feed._newest_hold_a_page`). Each is shown where the app
+runs it. The word memory (60 s of what the window held for a word) is left out: this is a
+worker's first search of each word.
 
 The statements run as the app runs them: prepared once on one connection (asyncpg keeps
 each statement prepared per pooled connection), the parameters bound as `Feed.page` binds
@@ -33,7 +34,7 @@ from app.config import driver_urls
 from app.db import statements
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.domain.posts import SearchPlan, gram_statistics, plan_search
+from app.domain.posts import PROBE_PAGE, SearchPlan, gram_statistics, plan_search
 
 # Who reads: seeded user 1 with a token of its first generation, never logged out (as bench/explain.py).
 VIEWER: dict[str, object] = {"viewer_id": 1, "viewer_generation": 0, "viewer_jti": "AAAAAAAAAAAAAAAAAAAAAA"}
@@ -165,14 +166,18 @@ def steps_of(session: Session, case: Case, params: dict[str, object], plan: Sear
             return done[-1].rows
         return session.rows(prepared, values)
 
-    head_typical = True
+    head_typical = False
     reach = case.skip + case.limit
     if reach <= statements.SEARCH_WINDOW and plan.window_may_fill(reach):
         rows = run(f"the newest {statements.SEARCH_WINDOW} posts", statements.RECENT_SEARCH[keyset], params)
-        head_typical = rows >= case.limit
+    elif not keyset and plan.feed_walk_fits(reach):  # Feed._newest_hold_a_page
+        probe = {**params, "skip": 0, "limit": PROBE_PAGE}
+        label = f"do the newest {statements.SEARCH_WINDOW} posts hold a first page?"
+        head_typical = run(label, statements.RECENT_SEARCH[False], probe) >= PROBE_PAGE
     if rows < case.limit:
         for prepared in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
-            if run("the whole table", prepared, {**params, "grams": plan.grams}) >= case.limit:
+            values = {**params, "grams": plan.grams, "walk_grams": plan.walk_grams}
+            if run("the whole table", prepared, values) >= case.limit:
                 break
     return done
 

@@ -351,7 +351,7 @@ SELECT most_common_elems::text::integer[] AS grams, most_common_elem_freqs AS fr
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> $2::INTEGER[]) AND (posts.published OR posts.owner_id = $1::INTEGER))
+WHERE (posts.title_grams @> (SELECT $2::INTEGER[] AS anon_1)) AND (posts.published OR posts.owner_id = $1::INTEGER))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -370,7 +370,7 @@ WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> :grams) AND (posts.published = 1 OR posts.owner_id = :viewer_id))
+WHERE (posts.title_grams @> (SELECT :grams AS anon_1)) AND (posts.published = 1 OR posts.owner_id = :viewer_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
 WHERE votes.post_id = page.id) AS votes, (SELECT 1
@@ -392,7 +392,7 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> $2::INTEGER[]) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> (SELECT $2::INTEGER[] AS anon_1)) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -413,7 +413,7 @@ WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> :grams) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> (SELECT :grams AS anon_1)) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -432,7 +432,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, grams, pattern, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, walk_grams, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -476,14 +476,16 @@ FROM (
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ($2::INTEGER[] || steps.element) AND (published OR owner_id = $1::INTEGER)
+                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $2::INTEGER[]
+                  AND (published OR owner_id = $1::INTEGER)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
               AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
             ORDER BY candidates.created_at DESC, candidates.id DESC
+            LIMIT $4::INTEGER + $5::INTEGER
         ) AS found
-        LIMIT $4 OFFSET $5
+        LIMIT $4::INTEGER OFFSET $5::INTEGER
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -533,12 +535,14 @@ FROM (
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> (:grams || steps.element) AND (published OR owner_id = :viewer_id)
+                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                  AND (published OR owner_id = :viewer_id)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
               AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
             ORDER BY candidates.created_at DESC, candidates.id DESC
+            LIMIT :limit + :skip
         ) AS found
         LIMIT :limit OFFSET :skip
         ) AS page JOIN users ON users.id = page.owner_id
@@ -549,7 +553,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, before_id, grams, pattern, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, before_id, walk_grams, pattern, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -593,14 +597,16 @@ FROM (
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ($3::INTEGER[] || steps.element) AND (published OR owner_id = $1::INTEGER)
+                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $3::INTEGER[]
+                  AND (published OR owner_id = $1::INTEGER)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/'
               AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
             ORDER BY candidates.created_at DESC, candidates.id DESC
+            LIMIT $5::INTEGER + $6::INTEGER
         ) AS found
-        LIMIT $5 OFFSET $6
+        LIMIT $5::INTEGER OFFSET $6::INTEGER
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -650,12 +656,14 @@ FROM (
         SELECT found.* FROM steps CROSS JOIN LATERAL (
             SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                 SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> (:grams || steps.element) AND (published OR owner_id = :viewer_id)
+                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                  AND (published OR owner_id = :viewer_id)
                 OFFSET 0
             ) AS candidates
             WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
               AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
             ORDER BY candidates.created_at DESC, candidates.id DESC
+            LIMIT :limit + :skip
         ) AS found
         LIMIT :limit OFFSET :skip
         ) AS page JOIN users ON users.id = page.owner_id

@@ -104,9 +104,11 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     rows = sql.execute(text("SELECT id, title FROM posts ORDER BY created_at DESC, id DESC")).all()
     app_feed = client.app.state.feed  # type: ignore[attr-defined]
     app_feed.sparse_searches.clear()
+    app_feed.typical_searches.clear()
     app_feed.gram_frequencies.forget()  # read again: this feed's statistics, not an earlier test's
     yield Feed(reader, {row[0]: row[1] for row in rows})
     app_feed.sparse_searches.clear()
+    app_feed.typical_searches.clear()
     app_feed.gram_frequencies.forget()
 
 
@@ -211,6 +213,9 @@ def test_the_rarest_pieces_go_to_the_index() -> None:
     assert len(plan.grams) == GRAMS_PICKED and plan.matches == 5  # pieces across the space: unlisted, rare
     assert {gram_hash("in ne"), gram_hash("lin nec")} <= set(plan.grams)  # the two pieces across the space
     assert plan.whole_table(keyset=False) == [queries.GRAMS_SEARCH[False]]
+    # The walk asks each bucket for the rarest piece alone.
+    rarest = {**common, "tlin": 900.0, "lin": 40.0}
+    assert plan_search("kotlin nectar", _statistics(rarest, unlisted=5_000)).walk_grams == [gram_hash("lin")]
     assert not plan.window_may_fill(10)  # 5 matches in a million: none expected among the newest 500
 
 
@@ -311,10 +316,45 @@ def test_the_generic_plan_reads_every_candidate_from_the_grams_index(feed: Feed,
 def test_the_generic_plan_walks_buckets_through_the_grams_index(feed: Feed, sql: Connection, keyset: bool) -> None:
     """Each bucket's matches come from the grams index, never from a walk down the feed that
     checks every title's grams (that was 850 ms a bucket on the benchmark's data)."""
-    values: dict[str, object] = {"pattern": "'%filler%'", "grams": _grams_literal("filler")}
+    values: dict[str, object] = {"pattern": "'%filler%'", "walk_grams": f"ARRAY[{gram_hash('fil')}]"}
     plan = _generic_plan(feed, sql, queries.GRAMS_WALK[keyset], values)
     assert "Recursive Union" in plan and "Bitmap Index Scan on ix_posts_title_grams" in plan, plan
     assert "Filter: (title_grams @>" not in plan, plan
+    # The bucket and the pieces as two keys of one index scan: the scan ends when either runs out.
+    assert "Index Cond: ((title_grams @> ARRAY[steps.element]) AND (title_grams @> $" in plan, plan
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_postgresql_plans_the_candidates_search_once_per_connection(feed: Feed, sql: Connection, keyset: bool) -> None:
+    """GRAMS_SEARCH runs on a generic plan after its first executions, whatever the pieces: no planning per search."""
+    write_title_grams(sql)
+    sql.exec_driver_sql("ANALYZE posts")
+    prepared = queries.GRAMS_SEARCH[keyset]
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    connection.execute(f"PREPARE candidates AS {prepared.asyncpg_sql}")
+    try:
+        values = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'", "skip": 0}
+        values |= {"limit": 10, "before_id": next(iter(feed.titles))}
+        for search in ["filler 1", "kotlin nectar", "xqzvw", "filler", "c:\\", "needle", "50% off"]:
+            values |= {"grams": _grams_literal(search), "pattern": f"'{queries.like_pattern(search)}'"}
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            connection.execute(f"EXECUTE candidates ({arguments})").fetchall()
+        (generic, custom) = connection.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'candidates'"
+        ).fetchone()
+        # Why it is kept: even a plan made for the values does not see the pieces, so it
+        # cannot look cheaper than the generic one (on a million posts it did, and every
+        # search was planned again).
+        connection.execute("SET plan_cache_mode = force_custom_plan")
+        arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+        custom_plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE candidates ({arguments})"))
+    finally:
+        connection.execute("RESET plan_cache_mode")
+        connection.execute("DEALLOCATE candidates")
+    assert generic >= 2 and custom <= 5, (generic, custom)
+    assert "title_grams @> $" in custom_plan and "title_grams @> '{" not in custom_plan, custom_plan
 
 
 # --- a common word after a burst of posts that hold none of it ---------------------------------
@@ -360,9 +400,11 @@ def burst(
     rows = sql.execute(text("SELECT id, title FROM posts WHERE published ORDER BY created_at DESC, id DESC")).all()
     app_feed = client.app.state.feed  # type: ignore[attr-defined]
     app_feed.sparse_searches.clear()
+    app_feed.typical_searches.clear()
     app_feed.gram_frequencies.forget()
     yield Feed(reader, {row[0]: row[1] for row in rows})
     app_feed.sparse_searches.clear()
+    app_feed.typical_searches.clear()
     app_feed.gram_frequencies.forget()
 
 
@@ -401,4 +443,31 @@ def test_a_common_word_past_a_burst_walks_the_buckets(
         queries.RECENT_SEARCH[False],  # common enough to try the window, which holds only the burst
         queries.GRAMS_WALK[False],
         queries.GRAMS_WALK[True],  # the window came up short a moment ago: not tried again
+    ]
+
+
+@needs_postgresql
+def test_a_deep_page_goes_down_the_feed_only_while_the_newest_posts_hold_the_word(
+    client: TestClient, burst: Feed, statements: list[Prepared], sql: Connection
+) -> None:
+    """A feed walk steps over every post of a burst: one look at the newest posts says whether to take it."""
+    expected = _expected(burst, "nectar")  # a page past the newest SEARCH_WINDOW posts: no window
+    app_feed = client.app.state.feed  # type: ignore[attr-defined]
+    for _ in range(2):
+        assert _ids(client, burst.reader, search="nectar", limit=100, skip=450) == expected[450:550]
+    assert [prepared for prepared in statements if prepared.searches] == [
+        queries.RECENT_SEARCH[False],  # the look: the newest posts are the burst, none of them "nectar"
+        queries.GRAMS_WALK[False],
+        queries.GRAMS_WALK[False],  # remembered: no second look
+    ]
+    # Without the burst, the newest posts hold the word as its statistics say: down the feed.
+    sql.execute(text("DELETE FROM posts WHERE title LIKE 'noise %'"))
+    app_feed.sparse_searches.clear()
+    statements.clear()
+    for _ in range(2):
+        assert _ids(client, burst.reader, search="nectar", limit=100, skip=450) == expected[450:550]
+    assert [prepared for prepared in statements if prepared.searches] == [
+        queries.RECENT_SEARCH[False],
+        queries.LIST_POSTS[True, False],
+        queries.LIST_POSTS[True, False],
     ]

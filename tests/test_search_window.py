@@ -73,8 +73,10 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
         sql.exec_driver_sql("ANALYZE posts")
     client.app.state.feed.gram_frequencies.forget()  # type: ignore[attr-defined]
     client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+    client.app.state.feed.typical_searches.clear()  # type: ignore[attr-defined]
     yield Feed(author, reader, new_needles, old_needle, hay)
     client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
+    client.app.state.feed.typical_searches.clear()  # type: ignore[attr-defined]
 
 
 def test_a_rare_search_finds_posts_older_than_the_window(client: TestClient, feed: Feed) -> None:
