@@ -344,7 +344,8 @@ GRAMS_SEARCH = {
 # one array: GIN then scans them as two keys and stops when either has no more posts, so a
 # bucket of thousands of posts none of which holds the pieces costs a few page reads. As one
 # array, GIN steps through every post of its rarest element, the bucket (0.59 against 0.10
-# ms for 9,420 posts of a burst on the benchmark's data). Keyed by keyset.
+# ms for 9,420 posts of a burst on the benchmark's data). A step keeps at most skip + limit
+# rows (no later row of it can be on the page), so its sort keeps only those. Keyed by keyset.
 WALK_BUCKETS = 32
 DENSE_BUCKET = 4096
 

@@ -119,7 +119,7 @@ class SearchPlan:
         only when the one before returned less than a page, and the last is exact in every case.
 
         `reach`: skip + limit; `head_typical`: the newest posts held this search's matches as
-        often as its statistics say (its window did not come up short lately). Then a page of
+        often as its statistics say (its first page was found among them lately). Then a page of
         one word expected within FEED_WALK_MAX posts of the feed's head is found by walking the feed
         (the planner's LIST_POSTS), which costs the same however many posts each time bucket
         holds; the bucket walk reads every match of a bucket, thousands in a busy hour.
