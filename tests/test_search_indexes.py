@@ -103,13 +103,9 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
         sql.exec_driver_sql("ANALYZE posts")
     rows = sql.execute(text("SELECT id, title FROM posts ORDER BY created_at DESC, id DESC")).all()
     app_feed = client.app.state.feed  # type: ignore[attr-defined]
-    app_feed.sparse_searches.clear()
-    app_feed.typical_searches.clear()
-    app_feed.gram_frequencies.forget()  # read again: this feed's statistics, not an earlier test's
+    app_feed.forget()  # this feed's statistics and words, not an earlier test's
     yield Feed(reader, {row[0]: row[1] for row in rows})
-    app_feed.sparse_searches.clear()
-    app_feed.typical_searches.clear()
-    app_feed.gram_frequencies.forget()
+    app_feed.forget()
 
 
 def _ids(client: TestClient, reader: Account, **params: Any) -> list[int]:
@@ -399,13 +395,9 @@ def burst(
         sql.exec_driver_sql("ANALYZE posts")
     rows = sql.execute(text("SELECT id, title FROM posts WHERE published ORDER BY created_at DESC, id DESC")).all()
     app_feed = client.app.state.feed  # type: ignore[attr-defined]
-    app_feed.sparse_searches.clear()
-    app_feed.typical_searches.clear()
-    app_feed.gram_frequencies.forget()
+    app_feed.forget()
     yield Feed(reader, {row[0]: row[1] for row in rows})
-    app_feed.sparse_searches.clear()
-    app_feed.typical_searches.clear()
-    app_feed.gram_frequencies.forget()
+    app_feed.forget()
 
 
 @pytest.mark.parametrize(

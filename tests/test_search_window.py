@@ -71,12 +71,9 @@ def feed(client: TestClient, make_account: Callable[..., Account], sql: Connecti
     write_title_grams(sql)  # for the posts written and re-dated above, behind the API's back
     if IS_POSTGRESQL:
         sql.exec_driver_sql("ANALYZE posts")
-    client.app.state.feed.gram_frequencies.forget()  # type: ignore[attr-defined]
-    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
-    client.app.state.feed.typical_searches.clear()  # type: ignore[attr-defined]
+    client.app.state.feed.forget()  # type: ignore[attr-defined]
     yield Feed(author, reader, new_needles, old_needle, hay)
-    client.app.state.feed.sparse_searches.clear()  # type: ignore[attr-defined]
-    client.app.state.feed.typical_searches.clear()  # type: ignore[attr-defined]
+    client.app.state.feed.forget()  # type: ignore[attr-defined]
 
 
 def test_a_rare_search_finds_posts_older_than_the_window(client: TestClient, feed: Feed) -> None:

@@ -252,6 +252,12 @@ class Feed:
         self.typical_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
         self.gram_frequencies = GramFrequencies()
 
+    def forget(self) -> None:
+        """Forget what searches taught it: the newest posts' words and the statistics (after an ANALYZE, in tests)."""
+        self.sparse_searches.clear()
+        self.typical_searches.clear()
+        self.gram_frequencies.forget()
+
     async def page(
         self,
         viewer: Viewer,
