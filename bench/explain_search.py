@@ -176,7 +176,7 @@ def steps_of(session: Session, case: Case, params: dict[str, object], plan: Sear
         head_typical = run(label, statements.RECENT_SEARCH[False], probe) >= PROBE_PAGE
     if rows < case.limit:
         for prepared in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
-            values = {**params, "grams": plan.grams, "walk_grams": plan.walk_grams}
+            values = {**params, "grams": plan.grams, "walk_grams": plan.walk_grams, "scan": plan.walk_scan(reach)}
             if run("the whole table", prepared, values) >= case.limit:
                 break
     return done

@@ -392,7 +392,9 @@ WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> (SELECT $2::INTEGER[] AS anon_1)) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> (SELECT $2::INTEGER[] AS anon_1)) AND (posts.published OR posts.owner_id = $1::INTEGER) AND (SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)) IS NOT NULL AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = $3::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $3))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -413,7 +415,9 @@ WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id
 WITH candidates AS MATERIALIZED
 (SELECT posts.id AS id, posts.title AS title, posts.content AS content, posts.published AS published, posts.created_at AS created_at, posts.owner_id AS owner_id, posts.title_folded AS title_folded
 FROM posts
-WHERE (posts.title_grams @> (SELECT :grams AS anon_1)) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
+WHERE (posts.title_grams @> (SELECT :grams AS anon_1)) AND (posts.published = 1 OR posts.owner_id = :viewer_id) AND (SELECT cursor.created_at
+FROM posts AS cursor
+WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)) IS NOT NULL AND (posts.created_at, posts.id) < ((SELECT cursor.created_at
 FROM posts AS cursor
 WHERE cursor.id = :before_id AND (cursor.published = 1 OR cursor.owner_id = :viewer_id)), :before_id))
  SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
@@ -432,7 +436,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, walk_grams, pattern, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, scan, pattern, walk_grams, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -442,7 +446,7 @@ WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS vo
 FROM (
         WITH RECURSIVE steps(newest, lower, element, depth) AS (
             SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest) AS head CROSS JOIN LATERAL (
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
@@ -473,137 +477,41 @@ FROM (
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
-        SELECT found.* FROM steps CROSS JOIN LATERAL (
-            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
-                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $2::INTEGER[]
-                  AND (published OR owner_id = $1::INTEGER)
-                OFFSET 0
-            ) AS candidates
-            WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
-              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
-            ORDER BY candidates.created_at DESC, candidates.id DESC
-            LIMIT $4::INTEGER + $5::INTEGER
-        ) AS found
-        LIMIT $4::INTEGER OFFSET $5::INTEGER
-        ) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = $7::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
--- SQLite:
-SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest) AS head CROSS JOIN LATERAL (
-        SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
-        FROM (
-            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
-        ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
-    ) AS step
-            WHERE head.newest IS NOT NULL
+        SELECT found.* FROM steps
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN (SELECT $2::INTEGER) > 0 THEN EXISTS (
+                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
+                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+            ) ELSE false END AS scans
+        ) AS scan
+        LEFT JOIN LATERAL (
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $2::INTEGER) - 1, 0) LIMIT 1
+        ) AS scanned_to ON true
+        CROSS JOIN LATERAL (
+            (
+                SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
+                    SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $2::INTEGER)
+                ) AS scanned
+                WHERE scanned.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                  AND (scanned.published OR scanned.owner_id = $1::INTEGER)
+            )
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
-            FROM steps
-            CROSS JOIN LATERAL (
-                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
-            ) AS head
-            CROSS JOIN LATERAL (
-        SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
-        FROM (
-            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
-        ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
-    ) AS step
-            WHERE head.newest IS NOT NULL AND steps.depth < 32
-        )
-        SELECT found.* FROM steps CROSS JOIN LATERAL (
-            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
-                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
-                  AND (published OR owner_id = :viewer_id)
-                OFFSET 0
-            ) AS candidates
-            WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
-              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
-            ORDER BY candidates.created_at DESC, candidates.id DESC
-            LIMIT :limit + :skip
-        ) AS found
-        LIMIT :limit OFFSET :skip
-        ) AS page JOIN users ON users.id = page.owner_id
-WHERE EXISTS (SELECT *
-FROM users AS viewer
-WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
-FROM revoked_tokens
-WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+            (
+                SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                    SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $4::INTEGER[]
+                      AND (published OR owner_id = $1::INTEGER)
+                    OFFSET 0
+                ) AS candidates
+                WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
+                  AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
 
--- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, before_id, walk_grams, pattern, limit, skip, viewer_generation, viewer_jti
--- PostgreSQL:
-SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
-FROM votes
-WHERE votes.post_id = page.id) AS votes, (SELECT 1
-FROM votes
-WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
-FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest) AS head CROSS JOIN LATERAL (
-        SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
-        FROM (
-            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
-        ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
-    ) AS step
-            WHERE head.newest IS NOT NULL
-            UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
-            FROM steps
-            CROSS JOIN LATERAL (
-                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
-            ) AS head
-            CROSS JOIN LATERAL (
-        SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
-        FROM (
-            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
-        ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
-    ) AS step
-            WHERE head.newest IS NOT NULL AND steps.depth < 32
-        )
-        SELECT found.* FROM steps CROSS JOIN LATERAL (
-            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
-                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $3::INTEGER[]
-                  AND (published OR owner_id = $1::INTEGER)
-                OFFSET 0
-            ) AS candidates
-            WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/'
-              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
-            ORDER BY candidates.created_at DESC, candidates.id DESC
+                  AND (NOT scan.scans
+                       OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
+                ORDER BY candidates.created_at DESC, candidates.id DESC
+                LIMIT $5::INTEGER + $6::INTEGER
+            )
             LIMIT $5::INTEGER + $6::INTEGER
         ) AS found
         LIMIT $5::INTEGER OFFSET $6::INTEGER
@@ -622,7 +530,7 @@ WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS vot
 FROM (
         WITH RECURSIVE steps(newest, lower, element, depth) AS (
             SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest) AS head CROSS JOIN LATERAL (
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
@@ -653,16 +561,212 @@ FROM (
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
-        SELECT found.* FROM steps CROSS JOIN LATERAL (
-            SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
-                SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
-                  AND (published OR owner_id = :viewer_id)
-                OFFSET 0
-            ) AS candidates
-            WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
-              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
-            ORDER BY candidates.created_at DESC, candidates.id DESC
+        SELECT found.* FROM steps
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN (SELECT :scan) > 0 THEN EXISTS (
+                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) ELSE false END AS scans
+        ) AS scan
+        LEFT JOIN LATERAL (
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1
+        ) AS scanned_to ON true
+        CROSS JOIN LATERAL (
+            (
+                SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
+                    SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT :scan)
+                ) AS scanned
+                WHERE scanned.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+                  AND (scanned.published OR scanned.owner_id = :viewer_id)
+            )
+            UNION ALL
+            (
+                SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                    SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                      AND (published OR owner_id = :viewer_id)
+                    OFFSET 0
+                ) AS candidates
+                WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+                  AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
+
+                  AND (NOT scan.scans
+                       OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
+                ORDER BY candidates.created_at DESC, candidates.id DESC
+                LIMIT :limit + :skip
+            )
+            LIMIT :limit + :skip
+        ) AS found
+        LIMIT :limit OFFSET :skip
+        ) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
+
+-- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
+-- parameters: viewer_id, before_id, scan, pattern, walk_grams, limit, skip, viewer_generation, viewer_jti
+-- PostgreSQL:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
+            UNION ALL
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            FROM steps
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN (SELECT $3::INTEGER) > 0 THEN EXISTS (
+                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
+                WHERE sample.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
+            ) ELSE false END AS scans
+        ) AS scan
+        LEFT JOIN LATERAL (
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $3::INTEGER) - 1, 0) LIMIT 1
+        ) AS scanned_to ON true
+        CROSS JOIN LATERAL (
+            (
+                SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
+                    SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $3::INTEGER)
+                ) AS scanned
+                WHERE scanned.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
+                  AND (scanned.published OR scanned.owner_id = $1::INTEGER)
+            )
+            UNION ALL
+            (
+                SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                    SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $5::INTEGER[]
+                      AND (published OR owner_id = $1::INTEGER)
+                    OFFSET 0
+                ) AS candidates
+                WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/'
+                  AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
+                  AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
+                  AND (NOT scan.scans
+                       OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
+                ORDER BY candidates.created_at DESC, candidates.id DESC
+                LIMIT $6::INTEGER + $7::INTEGER
+            )
+            LIMIT $6::INTEGER + $7::INTEGER
+        ) AS found
+        LIMIT $6::INTEGER OFFSET $7::INTEGER
+        ) AS page JOIN users ON users.id = page.owner_id
+WHERE EXISTS (SELECT *
+FROM users AS viewer
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
+FROM revoked_tokens
+WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+-- SQLite:
+SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
+FROM votes
+WHERE votes.post_id = page.id) AS votes, (SELECT 1
+FROM votes
+WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
+FROM (
+        WITH RECURSIVE steps(newest, lower, element, depth) AS (
+            SELECT step.newest, step.lower, step.element, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL
+            UNION ALL
+            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            FROM steps
+            CROSS JOIN LATERAL (
+                SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
+            ) AS head
+            CROSS JOIN LATERAL (
+        SELECT head.newest AS newest,
+               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
+                   AS lower,
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+        FROM (
+            SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
+                   floor(extract(epoch FROM head.newest) / 16) AS fine
+        ) AS bucket
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+    ) AS step
+            WHERE head.newest IS NOT NULL AND steps.depth < 32
+        )
+        SELECT found.* FROM steps
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN (SELECT :scan) > 0 THEN EXISTS (
+                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) ELSE false END AS scans
+        ) AS scan
+        LEFT JOIN LATERAL (
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1
+        ) AS scanned_to ON true
+        CROSS JOIN LATERAL (
+            (
+                SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
+                    SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT :scan)
+                ) AS scanned
+                WHERE scanned.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+                  AND (scanned.published OR scanned.owner_id = :viewer_id)
+            )
+            UNION ALL
+            (
+                SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
+                    SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                      AND (published OR owner_id = :viewer_id)
+                    OFFSET 0
+                ) AS candidates
+                WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+                  AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
+                  AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
+                  AND (NOT scan.scans
+                       OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
+                ORDER BY candidates.created_at DESC, candidates.id DESC
+                LIMIT :limit + :skip
+            )
             LIMIT :limit + :skip
         ) AS found
         LIMIT :limit OFFSET :skip

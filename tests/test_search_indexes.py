@@ -38,6 +38,7 @@ from app.domain.posts import (
     GRAMS_PICKED,
     GRAMS_SEARCH_MAX,
     GRAMS_WALK_ABOVE,
+    SHORT_WALK_REACH,
     GramStatistics,
     SearchPlan,
     plan_search,
@@ -221,6 +222,11 @@ def test_a_common_search_walks_and_then_reads_every_candidate_only_when_they_are
     assert plan.matches == 60_000 and plan.window_may_fill(10) and plan.window_may_fill(30)
     assert not plan.window_may_fill(40)  # about 30 among the newest 500: a page at skip=30 is not expected there
     assert plan.whole_table(keyset=True) == [queries.GRAMS_WALK[True], queries.LIST_POSTS[True, True]]
+    # A walk that comes up short within the first pages: the search is rare where the feed is newest
+    # (a word in no title whose pieces are each common): every candidate, never a walk down the feed.
+    for reach in (10, SHORT_WALK_REACH):
+        assert plan.whole_table(keyset=True, reach=reach) == [queries.GRAMS_WALK[True], queries.GRAMS_SEARCH[True]]
+    assert plan.whole_table(keyset=False, reach=SHORT_WALK_REACH + 1)[1] == queries.LIST_POSTS[True, False]
     fewer = plan_search("nectar", _statistics({piece: GRAMS_SEARCH_MAX / 2 for piece in gram_pieces("nectar")}))
     assert fewer.whole_table(keyset=False) == [queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False]]
     # A deep page the newest posts should hold (60,000 in a million: one in 17): down the feed,
@@ -249,7 +255,10 @@ def test_without_statistics_a_search_takes_the_bounded_path() -> None:
     plan = plan_search("kotlin nectar", None)
     assert math.isinf(plan.matches) and plan.window_may_fill(100)
     assert plan.whole_table(keyset=False) == [queries.GRAMS_WALK[False], queries.LIST_POSTS[True, False]]
-    assert plan.whole_table(keyset=False, reach=10, head_typical=True)[0] == queries.GRAMS_WALK[False]
+    assert plan.whole_table(keyset=False, reach=10, head_typical=True) == [
+        queries.GRAMS_WALK[False],
+        queries.LIST_POSTS[True, False],  # how many candidates there are is not known
+    ]
     assert len(plan.grams) == GRAMS_PICKED and {gram_hash("lin nec"), gram_hash("in ne")} <= set(plan.grams)
 
 
@@ -312,12 +321,33 @@ def test_the_generic_plan_reads_every_candidate_from_the_grams_index(feed: Feed,
 def test_the_generic_plan_walks_buckets_through_the_grams_index(feed: Feed, sql: Connection, keyset: bool) -> None:
     """Each bucket's matches come from the grams index, never from a walk down the feed that
     checks every title's grams (that was 850 ms a bucket on the benchmark's data)."""
-    values: dict[str, object] = {"pattern": "'%filler%'", "walk_grams": f"ARRAY[{gram_hash('fil')}]"}
+    values: dict[str, object] = {"pattern": "'%filler%'", "walk_grams": f"ARRAY[{gram_hash('fil')}]", "scan": 100}
     plan = _generic_plan(feed, sql, queries.GRAMS_WALK[keyset], values)
     assert "Recursive Union" in plan and "Bitmap Index Scan on ix_posts_title_grams" in plan, plan
     assert "Filter: (title_grams @>" not in plan, plan
     # The bucket and the pieces as two keys of one index scan: the scan ends when either runs out.
     assert "Index Cond: ((title_grams @> ARRAY[steps.element]) AND (title_grams @> $" in plan, plan
+    # A bucket's newest posts (`scan` of them) are read down the feed index, not sorted.
+    assert "Index Scan Backward using ix_posts_created_at_id on posts newest" in plan, plan
+
+
+@needs_postgresql
+def test_a_cursor_no_one_can_page_from_reads_no_candidate(feed: Feed, sql: Connection) -> None:
+    """GRAMS_SEARCH from a post that is gone checks the cursor once and reads nothing (the endpoint
+    then answers 422), instead of comparing every candidate with a cursor that is not there."""
+    prepared = queries.GRAMS_SEARCH[True]
+    values: dict[str, object] = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"limit": 10, "skip": 0, "before_id": -1, "pattern": "'%plain%'", "grams": _grams_literal("plain")}
+    arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    connection.execute(f"PREPARE gone AS {prepared.asyncpg_sql}")
+    try:
+        plan = [row[0] for row in connection.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE gone ({arguments})")]
+    finally:
+        connection.execute("DEALLOCATE gone")
+    (scan,) = [line for line in plan if "Scan on posts (" in line]  # the candidates' (not the cursor's)
+    assert "never executed" in scan, "\n".join(plan)
 
 
 @needs_postgresql
@@ -436,6 +466,55 @@ def test_a_common_word_past_a_burst_walks_the_buckets(
         queries.GRAMS_WALK[False],
         queries.GRAMS_WALK[True],  # the window came up short a moment ago: not tried again
     ]
+
+
+@needs_postgresql
+@pytest.mark.parametrize("scan", [0, 1, 7, 64, 1_024])
+def test_the_walk_pages_exactly_whatever_it_reads_down_the_feed(burst: Feed, sql: Connection, scan: int) -> None:
+    """Each bucket's newest `scan` posts come down the feed index, the rest of it from the grams
+    index: the rows of both, in order, are the exact page (from the head and from a cursor)."""
+    expected = _expected(burst, "nectar")
+    cursor = expected[25]
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    values: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"pattern": "'%nectar%'", "walk_grams": f"ARRAY[{gram_hash('nec')}]", "scan": scan, "before_id": cursor}
+    for keyset in (False, True):
+        prepared = queries.GRAMS_WALK[keyset]
+        connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
+        try:
+            start = expected.index(cursor) + 1 if keyset else 0
+            for limit, skip in [(10, 0), (7, 3), (100, 37)]:
+                values |= {"limit": limit, "skip": skip}
+                arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+                walked = [row[0] for row in connection.execute(f"EXECUTE walk ({arguments})")]
+                assert walked == expected[start + skip : start + skip + limit], (keyset, limit, skip)
+        finally:
+            connection.execute("DEALLOCATE walk")
+
+
+@needs_postgresql
+def test_postgresql_plans_the_walk_once_per_connection(burst: Feed, sql: Connection) -> None:
+    """GRAMS_WALK runs on a generic plan after its first executions, whatever the word and the scan:
+    with the scan's length and pattern in view, each plan made for the values looked cheaper, and
+    PostgreSQL planned the walk again every time (3 ms on the benchmark's data)."""
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    prepared = queries.GRAMS_WALK[False]
+    values: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
+    try:
+        for search, scan in [("nectar", 25), ("kotlin", 0), ("noise", 40), ("nectar 1", 1_024), ("nec", 12)] * 2:
+            values |= {"limit": 10, "skip": 0, "pattern": f"'%{search}%'", "scan": scan}
+            values |= {"walk_grams": f"ARRAY[{grams(search)[0]}]"}
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            connection.execute(f"EXECUTE walk ({arguments})").fetchall()
+        (generic, custom) = connection.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'walk'"
+        ).fetchone()
+    finally:
+        connection.execute("DEALLOCATE walk")
+    assert generic >= 2 and custom <= 5, (generic, custom)
 
 
 @needs_postgresql

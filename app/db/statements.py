@@ -238,16 +238,20 @@ def _post_page(
     )
 
 
-def _after_cursor(source: FromClause) -> ColumnElement[bool]:
-    """Strictly after the cursor post in feed order: an index range, however deep."""
+def _cursor_created_at() -> ColumnElement[Any]:
+    """When the cursor post was written, if the viewer may see it (NULL if not)."""
     cursor = posts.alias("cursor")
-    cursor_created_at = (
+    return (
         select(cursor.c.created_at)
         .where(cursor.c.id == bindparam("before_id"))
         .where(_visible_to_viewer(cursor))
         .scalar_subquery()
     )
-    return tuple_(source.c.created_at, source.c.id) < tuple_(cursor_created_at, bindparam("before_id"))
+
+
+def _after_cursor(source: FromClause) -> ColumnElement[bool]:
+    """Strictly after the cursor post in feed order: an index range, however deep."""
+    return tuple_(source.c.created_at, source.c.id) < tuple_(_cursor_created_at(), bindparam("before_id"))
 
 
 # Paging happens before counting: only the posts of the page have their votes counted.
@@ -280,7 +284,9 @@ def _candidates_page(*narrowing: ColumnElement[bool], keyset: bool) -> Select[An
     each candidate then checked exactly against the search (`matches_folded`)."""
     found = select(*(posts.c[name] for name in POST_COLUMNS), posts.c.title_folded).where(*narrowing, VISIBLE_TO_VIEWER)
     if keyset:
-        found = found.where(_after_cursor(posts))
+        # The cursor checked once first: without a post to page from, no candidate is read
+        # (each would be compared with NULL: 7 ms for a common word on the benchmark's data).
+        found = found.where(_cursor_created_at().is_not(None), _after_cursor(posts))
     # MATERIALIZED: every candidate first, then the page. Without it, the page's ORDER BY and
     # LIMIT tempt the planner to walk the feed index instead, which reads every title when
     # the candidates are few (the generic plan cannot tell how few). The exact match is
@@ -345,9 +351,19 @@ GRAMS_SEARCH = {
 # bucket of thousands of posts none of which holds the pieces costs a few page reads. As one
 # array, GIN steps through every post of its rarest element, the bucket (0.59 against 0.10
 # ms for 9,420 posts of a burst on the benchmark's data). A step keeps at most skip + limit
-# rows (no later row of it can be on the page), so its sort keeps only those. Keyed by keyset.
+# rows (no later row of it can be on the page), so its sort keeps only those.
+# A bucket's matches all come from the index, and all are read and sorted, however few the
+# page needs: where a bucket holds many (a busy minute's 40,000 posts, 2,300 of them a common
+# word's), that is most of the walk. So a step first reads its `scan` newest posts down the
+# feed index (`scan` from the search's statistics: twice the posts that hold the page; 0:
+# none), when its newest WALK_SAMPLE posts hold a match (not when they are a burst of posts on
+# something else: there the index finds nothing at the cost of a few page reads), and the index
+# answers for the rest of the bucket only, older than the last post read (`scanned_to`); the
+# two parts, in this order, are the step's rows in the feed's order, and LIMIT stops before
+# the index part when the scan filled the page. Keyed by keyset.
 WALK_BUCKETS = 32
 DENSE_BUCKET = 4096
+WALK_SAMPLE = 64
 
 
 def _walk_step(newest: str) -> str:
@@ -379,17 +395,31 @@ def _grams_walk(*, keyset: bool) -> Prepared:
     columns = ", ".join(POST_COLUMNS)
     start = "(SELECT created_at FROM posts WHERE id = :before_id)" if keyset else "(SELECT max(created_at) FROM posts)"
     # The cursor as in `_after_cursor`: strictly after the cursor post, which the viewer must see.
-    after_cursor = (
-        "AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor "
+    cursor = (
+        "((SELECT cursor.created_at FROM posts AS cursor "
         "WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)"
-        if keyset
-        else ""
     )
+
+    def after_cursor(source: str) -> str:
+        return f"AND ({source}.created_at, {source}.id) < {cursor}" if keyset else ""
+
+    def in_step(source: str, condition: str = "true") -> str:
+        """The posts of the step (after the cursor, if any), newest first: what the scan reads."""
+        return (
+            f"FROM posts AS {source} WHERE {condition} AND {source}.created_at >= steps.lower "
+            f"AND {source}.created_at <= steps.newest {after_cursor(source)} "
+            f"ORDER BY {source}.created_at DESC, {source}.id DESC"
+        )
+
+    # The scan's length and the pattern it checks come through subqueries, so that no plan sees
+    # them (as the pieces in HOLDS_THE_GRAMS): with them, every plan made for the values looked
+    # cheaper than the generic one, and PostgreSQL planned the walk again each time (3 ms).
+    scan, pattern = "(SELECT :scan)", "(SELECT :pattern)"
     walk = text(
         f"""
         WITH RECURSIVE steps(newest, lower, element, depth) AS (
             SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT {start} AS newest) AS head CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
+            FROM (SELECT {start} AS newest OFFSET 0) AS head CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
             SELECT step.newest, step.lower, step.element, steps.depth + 1
@@ -400,16 +430,41 @@ def _grams_walk(*, keyset: bool) -> Prepared:
             CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < {WALK_BUCKETS}
         )
-        SELECT found.* FROM steps CROSS JOIN LATERAL (
-            SELECT {", ".join(f"candidates.{name}" for name in POST_COLUMNS)} FROM (
-                SELECT {columns}, title_folded FROM posts
-                WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
-                  AND (published OR owner_id = :viewer_id)
-                OFFSET 0
-            ) AS candidates
-            WHERE candidates.title_folded LIKE :pattern ESCAPE '{LIKE_ESCAPE}'
-              AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest {after_cursor}
-            ORDER BY candidates.created_at DESC, candidates.id DESC
+        SELECT found.* FROM steps
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN {scan} > 0 THEN EXISTS (
+                SELECT FROM (SELECT sample.title_folded {in_step("sample")} LIMIT {WALK_SAMPLE}) AS sample
+                WHERE sample.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
+            ) ELSE false END AS scans
+        ) AS scan
+        LEFT JOIN LATERAL (
+            SELECT last.created_at, last.id {in_step("last", "scan.scans")} OFFSET greatest({scan} - 1, 0) LIMIT 1
+        ) AS scanned_to ON true
+        CROSS JOIN LATERAL (
+            (
+                SELECT {", ".join(f"scanned.{name}" for name in POST_COLUMNS)} FROM (
+                    SELECT {", ".join(f"newest.{name}" for name in POST_COLUMNS)}, newest.title_folded
+                    {in_step("newest", "scan.scans")} LIMIT {scan}
+                ) AS scanned
+                WHERE scanned.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
+                  AND (scanned.published OR scanned.owner_id = :viewer_id)
+            )
+            UNION ALL
+            (
+                SELECT {", ".join(f"candidates.{name}" for name in POST_COLUMNS)} FROM (
+                    SELECT {columns}, title_folded FROM posts
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                      AND (published OR owner_id = :viewer_id)
+                    OFFSET 0
+                ) AS candidates
+                WHERE candidates.title_folded LIKE :pattern ESCAPE '{LIKE_ESCAPE}'
+                  AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
+                  {after_cursor("candidates")}
+                  AND (NOT scan.scans
+                       OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
+                ORDER BY candidates.created_at DESC, candidates.id DESC
+                LIMIT :limit + :skip
+            )
             LIMIT :limit + :skip
         ) AS found
         LIMIT :limit OFFSET :skip
@@ -419,6 +474,7 @@ def _grams_walk(*, keyset: bool) -> Prepared:
         bindparam("pattern", type_=String),
         bindparam("limit", type_=Integer),
         bindparam("skip", type_=Integer),
+        bindparam("scan", type_=Integer),
         bindparam("viewer_id", type_=Integer),
         *([bindparam("before_id", type_=Integer)] if keyset else []),
     )

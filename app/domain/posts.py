@@ -56,14 +56,28 @@ GRAMS_PICKED = 3
 # candidates are narrowed little by more, and each more costs its posting list's start
 # again in every bucket (measured: 0.10 ms a bucket of 9,420 posts with one, 0.27 with three).
 WALK_GRAMS = 1
+# Before a time bucket's matches come from the index, the walk reads the bucket's newest posts
+# down the feed when a search's statistics say that WALK_SCAN_MARGIN times the page is among
+# so few of them (at most WALK_SCAN_MAX: about 0.5 µs a post) and the newest WALK_SAMPLE posts
+# of the bucket hold a match (not a burst of posts on something else); the index then
+# answers for the rest of the bucket only. The index reads every match of a bucket (about
+# 1.2 µs each), thousands where a busy minute wrote tens of thousands of posts.
+WALK_SCAN_MARGIN = 2
+WALK_SCAN_MAX = 1024
 # Up to this many estimated matches, a search reads every candidate at once (GRAMS_SEARCH,
 # about 3 µs each); above it, it walks the time buckets (GRAMS_WALK), which stops at the
 # page. When the walk comes up short (its end, or WALK_BUCKETS reached), every candidate is
 # read after all, unless there are more than GRAMS_SEARCH_MAX of them or GRAMS_SEARCH_MAX_SHARE
-# of all posts: then the planner's statement (LIST_POSTS), under the search timeout.
+# of all posts: then the planner's statement (LIST_POSTS), under the search timeout. A page
+# within the first SHORT_WALK_REACH matches reads every candidate whatever their number: the
+# newest WALK_BUCKETS buckets held less than it, so the search is rare where the feed is newest,
+# and the planner would walk down the feed over all of their posts and on, through every title
+# for a word in none whose pieces are each common ("yarn": "yar" and "arn", from "yarrow" and
+# "garnet" on the benchmark's data; past SEARCH_TIMEOUT_MS, against 8 ms through the index).
 GRAMS_WALK_ABOVE = 2_000
 GRAMS_SEARCH_MAX = 20_000
 GRAMS_SEARCH_MAX_SHARE = 0.05
+SHORT_WALK_REACH = 500
 # A common search's page expected within this many of the newest posts is found by walking
 # the feed (about 0.3 µs a post checked: 3 ms), unless the newest posts lately held fewer of
 # its matches than its statistics say (a burst of posts on something else).
@@ -101,6 +115,15 @@ class SearchPlan:
         """The pieces GRAMS_WALK asks each time bucket for."""
         return self.grams[:WALK_GRAMS]
 
+    def walk_scan(self, reach: int) -> int:
+        """How many of a time bucket's newest posts GRAMS_WALK reads down the feed (`scan`), 0 for none:
+        WALK_SCAN_MARGIN times the posts that hold `reach` (skip + limit) matches by the statistics,
+        unless that is more than WALK_SCAN_MAX."""
+        if math.isinf(self.matches) or self.matches <= 0 or self.posts <= 0:
+            return 0
+        scan = math.ceil(WALK_SCAN_MARGIN * reach * self.posts / self.matches)
+        return scan if scan <= WALK_SCAN_MAX else 0
+
     def window_may_fill(self, reach: int) -> bool:
         """Whether `reach` matches (skip + limit) are to be expected among the newest SEARCH_WINDOW posts."""
         if math.isinf(self.matches) or self.posts <= 0:
@@ -130,7 +153,8 @@ class SearchPlan:
             return [statements.GRAMS_SEARCH[keyset]]
         if head_typical and reach is not None and self.feed_walk_fits(reach):
             return [statements.LIST_POSTS[True, keyset]]
-        if self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts:
+        few = self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts
+        if few or (reach is not None and reach <= SHORT_WALK_REACH and not math.isinf(self.matches)):
             return [statements.GRAMS_WALK[keyset], statements.GRAMS_SEARCH[keyset]]
         return [statements.GRAMS_WALK[keyset], statements.LIST_POSTS[True, keyset]]
 
@@ -325,7 +349,8 @@ class Feed:
         if plan is None:
             return await viewer.fetch(statements.LIST_POSTS[True, keyset], params)
         for statement in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
-            rows = await viewer.fetch(statement, {**params, "grams": plan.grams, "walk_grams": plan.walk_grams})
+            walk = {"grams": plan.grams, "walk_grams": plan.walk_grams, "scan": plan.walk_scan(reach)}
+            rows = await viewer.fetch(statement, {**params, **walk})
             if len(rows) >= limit:
                 break
         return rows
