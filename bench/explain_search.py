@@ -61,6 +61,7 @@ CASES = [
     Case("fragment", "three letters, the start of a common word", "pyt"),
     Case("phrase", "two common words together: 444 of 1,000,000 titles", "amber basil"),
     Case("absent", "a misspelling: in no title", "pythn"),
+    Case("absent", "in no title, but each piece common (yar: yarrow, arn: garnet)", "yarn"),
     Case("long", "100 characters of common words: in no title", LONG_QUERY),
     Case("special", "LIKE's metacharacters, taken literally: in no title", "50% off"),
     Case("special", "punctuation alone: in no title", "%"),

@@ -227,13 +227,21 @@ def test_a_common_search_walks_and_then_reads_every_candidate_only_when_they_are
     for reach in (10, SHORT_WALK_REACH):
         assert plan.whole_table(keyset=True, reach=reach) == [queries.GRAMS_WALK[True], queries.GRAMS_SEARCH[True]]
     assert plan.whole_table(keyset=False, reach=SHORT_WALK_REACH + 1)[1] == queries.LIST_POSTS[True, False]
+    # The walk lately came up short of this search's first page: every candidate at once, unless
+    # what follows the walk is the planner's statement (the walk still bounds what that reads).
+    assert plan.whole_table(keyset=False, reach=10, rare=True) == [queries.GRAMS_SEARCH[False]]
+    assert plan.whole_table(keyset=False, reach=SHORT_WALK_REACH + 1, rare=True)[0] == queries.GRAMS_WALK[False]
     fewer = plan_search("nectar", _statistics({piece: GRAMS_SEARCH_MAX / 2 for piece in gram_pieces("nectar")}))
     assert fewer.whole_table(keyset=False) == [queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False]]
-    # A deep page the newest posts should hold (60,000 in a million: one in 17): down the feed,
-    # unless the newest posts lately held fewer matches than that.
-    assert plan.whole_table(keyset=False, reach=410, head_typical=True) == [queries.LIST_POSTS[True, False]]
-    assert plan.whole_table(keyset=False, reach=410, head_typical=False)[0] == queries.GRAMS_WALK[False]
-    assert plan.whole_table(keyset=False, reach=1_000, head_typical=True)[0] == queries.GRAMS_WALK[False]  # 17,000 deep
+    # A deep page of a word in one title in 17: the time buckets, whose matches cost less than
+    # the posts around them, even where the newest posts hold it as the statistics say.
+    assert plan.whole_table(keyset=False, reach=410, head_typical=True)[0] == queries.GRAMS_WALK[False]
+    # One in 5 (FEED_WALK_SHARE and more): a deep page the newest posts should hold goes down the
+    # feed, unless the newest posts lately held fewer matches than that.
+    very = plan_search("nectar", _statistics({piece: 200_000.0 for piece in gram_pieces("nectar")}))
+    assert very.whole_table(keyset=False, reach=410, head_typical=True) == [queries.LIST_POSTS[True, False]]
+    assert very.whole_table(keyset=False, reach=410, head_typical=False)[0] == queries.GRAMS_WALK[False]
+    assert very.whole_table(keyset=False, reach=3_000, head_typical=True)[0] == queries.GRAMS_WALK[False]  # 15,000 deep
     # Two words: as common as the rarer by the statistics, but side by side far rarer: never down the feed.
     phrase = plan_search("nectar nectar", _statistics({piece: 60_000.0 for piece in gram_pieces("nectar nectar")}))
     assert phrase.matches == 60_000 and not phrase.one_word
@@ -515,6 +523,47 @@ def test_postgresql_plans_the_walk_once_per_connection(burst: Feed, sql: Connect
     finally:
         connection.execute("DEALLOCATE walk")
     assert generic >= 2 and custom <= 5, (generic, custom)
+
+
+@needs_postgresql
+def test_a_word_in_no_title_whose_pieces_are_common_reads_the_candidates_not_every_title(
+    client: TestClient, make_account: Callable[..., Account], sql: Connection, statements: list[Prepared]
+) -> None:
+    """ "yarn": "yar" (yarrow) and "arn" (garnet) are each in half the titles, "yarn" in none. The walk
+    comes up short; then every candidate (never the planner's walk down every title, which was a
+    full scan and a 503 on the benchmark's data); and for a while no walk first."""
+    author, reader = make_account(), make_account()
+    each = GRAMS_WALK_ABOVE + 200
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT t, t, 'c', true, timestamptz '2024-01-01' + i * interval '1 s', :owner_id "
+            "FROM generate_series(1, :each * 2) AS i, "
+            "LATERAL (SELECT CASE WHEN i % 2 = 0 THEN 'yarrow ' ELSE 'garnet ' END || i AS t) AS title"
+        ),
+        {"owner_id": author.id, "each": each},
+    )
+    write_title_grams(sql)
+    sql.exec_driver_sql("ANALYZE posts")
+    app_feed = client.app.state.feed  # type: ignore[attr-defined]
+    app_feed.forget()
+    try:
+        for _ in range(2):
+            assert _ids(client, reader, search="yarn") == []
+        assert _ids(client, reader, search="garnet 1", limit=3) == [
+            post_id
+            for (post_id,) in sql.execute(
+                text("SELECT id FROM posts WHERE title LIKE 'garnet 1%' ORDER BY created_at DESC, id DESC LIMIT 3")
+            )
+        ]
+    finally:
+        app_feed.forget()
+    assert [prepared for prepared in statements if prepared.searches][:4] == [
+        queries.RECENT_SEARCH[False],  # common enough to look among the newest posts
+        queries.GRAMS_WALK[False],  # common enough to walk: nothing in WALK_BUCKETS buckets
+        queries.GRAMS_SEARCH[False],  # every candidate: titles holding both pieces (none here)
+        queries.GRAMS_SEARCH[False],  # the walk came up short a moment ago: not again
+    ]
 
 
 @needs_postgresql

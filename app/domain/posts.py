@@ -74,14 +74,19 @@ WALK_SCAN_MAX = 1024
 # and the planner would walk down the feed over all of their posts and on, through every title
 # for a word in none whose pieces are each common ("yarn": "yar" and "arn", from "yarrow" and
 # "garnet" on the benchmark's data; past SEARCH_TIMEOUT_MS, against 8 ms through the index).
-GRAMS_WALK_ABOVE = 2_000
+GRAMS_WALK_ABOVE = 1_000
 GRAMS_SEARCH_MAX = 20_000
 GRAMS_SEARCH_MAX_SHARE = 0.05
 SHORT_WALK_REACH = 500
 # A common search's page expected within this many of the newest posts is found by walking
-# the feed (about 0.3 µs a post checked: 3 ms), unless the newest posts lately held fewer of
-# its matches than its statistics say (a burst of posts on something else).
+# the feed (about 1.2 µs a post checked, with the planning: 3 ms for 2,500), when the search is
+# in at least FEED_WALK_SHARE of the titles, unless the newest posts lately held fewer of its
+# matches than its statistics say (a burst of posts on something else). A rarer one's deep
+# page walks the time buckets: a bucket's matches are fewer than the posts around them, and
+# cost about 1.5 µs each (the benchmark's words, in 6 % of the titles: `limit=100` 1.4 against
+# 2.6 ms, `skip` 10 to 400 0.85 against 1.8 ms, on average on its data as seeded).
 FEED_WALK_MAX = 10_000
+FEED_WALK_SHARE = 0.15
 # The first page whose presence among the newest posts tells that they look as the statistics say.
 PROBE_PAGE = 10
 
@@ -131,13 +136,18 @@ class SearchPlan:
         return self.matches / self.posts * statements.SEARCH_WINDOW >= reach
 
     def feed_walk_fits(self, reach: int) -> bool:
-        """Whether `reach` matches of this search (one word, more than GRAMS_WALK_ABOVE) are to be
-        expected within FEED_WALK_MAX of the feed's newest posts, by its statistics."""
+        """Whether `reach` matches of this search (one word, more than GRAMS_WALK_ABOVE and in at least
+        FEED_WALK_SHARE of the titles) are to be expected within FEED_WALK_MAX of the feed's newest
+        posts, by its statistics."""
         if not self.one_word or math.isinf(self.matches) or self.matches <= GRAMS_WALK_ABOVE:
+            return False
+        if self.matches < FEED_WALK_SHARE * self.posts:
             return False
         return reach * self.posts <= FEED_WALK_MAX * self.matches
 
-    def whole_table(self, *, keyset: bool, reach: int | None = None, head_typical: bool = False) -> list[Prepared]:
+    def whole_table(
+        self, *, keyset: bool, reach: int | None = None, head_typical: bool = False, rare: bool = False
+    ) -> list[Prepared]:
         """The statements that find the page in the whole table, in order: each next one runs
         only when the one before returned less than a page, and the last is exact in every case.
 
@@ -145,7 +155,9 @@ class SearchPlan:
         often as its statistics say (its first page was found among them lately). Then a page of
         one word expected within FEED_WALK_MAX posts of the feed's head is found by walking the feed
         (the planner's LIST_POSTS), which costs the same however many posts each time bucket
-        holds; the bucket walk reads every match of a bucket, thousands in a busy hour.
+        holds; the bucket walk reads every match of a bucket, thousands in a busy hour. `rare`: the
+        walk lately came up short of this search's first page: what follows the walk goes first,
+        when that is reading every candidate.
         """
         if not self.grams:  # nothing the index could narrow it by
             return [statements.LIST_POSTS[True, keyset]]
@@ -155,6 +167,8 @@ class SearchPlan:
             return [statements.LIST_POSTS[True, keyset]]
         few = self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts
         if few or (reach is not None and reach <= SHORT_WALK_REACH and not math.isinf(self.matches)):
+            if rare:
+                return [statements.GRAMS_SEARCH[keyset]]
             return [statements.GRAMS_WALK[keyset], statements.GRAMS_SEARCH[keyset]]
         return [statements.GRAMS_WALK[keyset], statements.LIST_POSTS[True, keyset]]
 
@@ -274,12 +288,16 @@ class Feed:
         # Searches whose first page the newest posts held lately (typical) or did not (sparse).
         self.sparse_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
         self.typical_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
+        # Searches whose bucket walk lately came up short of their first page: rare where the feed
+        # is newest, though their pieces are common (a word in no title, or only in old ones).
+        self.rare_searches = ExpiringSet(seconds=sparse_seconds, max_keys=sparse_max_words)
         self.gram_frequencies = GramFrequencies()
 
     def forget(self) -> None:
         """Forget what searches taught it: the newest posts' words and the statistics (after an ANALYZE, in tests)."""
         self.sparse_searches.clear()
         self.typical_searches.clear()
+        self.rare_searches.clear()
         self.gram_frequencies.forget()
 
     async def page(
@@ -348,11 +366,16 @@ class Feed:
         # No window, or it held less than a page: ask the whole table.
         if plan is None:
             return await viewer.fetch(statements.LIST_POSTS[True, keyset], params)
-        for statement in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
+        rare = search in self.rare_searches
+        for statement in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical, rare=rare):
             walk = {"grams": plan.grams, "walk_grams": plan.walk_grams, "scan": plan.walk_scan(reach)}
             rows = await viewer.fetch(statement, {**params, **walk})
             if len(rows) >= limit:
                 break
+            if statement is statements.GRAMS_WALK[False] and skip == 0:
+                # Its first page is not in the newest WALK_BUCKETS buckets: for a while, skip the walk
+                # (12 ms of 32 buckets for "yarn" on the benchmark's data) when every candidate follows.
+                self.rare_searches.add(search)
         return rows
 
     async def _newest_hold_a_page(self, viewer: Viewer, search: str, params: dict[str, Any]) -> bool:
