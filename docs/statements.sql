@@ -483,6 +483,7 @@ FROM (
                 SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
                 WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
             ) ELSE false END AS scans
+            OFFSET 0
         ) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $2::INTEGER) - 1, 0) LIMIT 1
@@ -567,6 +568,7 @@ FROM (
                 SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) ELSE false END AS scans
+            OFFSET 0
         ) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1
@@ -654,6 +656,7 @@ FROM (
                 SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
                 WHERE sample.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
             ) ELSE false END AS scans
+            OFFSET 0
         ) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $3::INTEGER) - 1, 0) LIMIT 1
@@ -738,6 +741,7 @@ FROM (
                 SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) ELSE false END AS scans
+            OFFSET 0
         ) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1

@@ -436,6 +436,7 @@ def _grams_walk(*, keyset: bool) -> Prepared:
                 SELECT FROM (SELECT sample.title_folded {in_step("sample")} LIMIT {WALK_SAMPLE}) AS sample
                 WHERE sample.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
             ) ELSE false END AS scans
+            OFFSET 0
         ) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id {in_step("last", "scan.scans")} OFFSET greatest({scan} - 1, 0) LIMIT 1
