@@ -190,7 +190,7 @@ def main() -> None:
     args = parser.parse_args()
     dsn = driver_urls(args.database_url)[0].set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as connection:
-        deep = connection.execute("SELECT max(id) - 100000 FROM posts").fetchone()
+        deep = connection.execute("SELECT id FROM posts ORDER BY id DESC OFFSET 100000 LIMIT 1").fetchone()
         posts = connection.execute("SELECT count(*) FROM posts").fetchone()
         connection.execute("SET jit = off")  # as on the app's own connections (app/db/backends.py)
         session = Session(connection)
