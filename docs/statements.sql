@@ -436,7 +436,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, scan, pattern, walk_grams, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, pattern, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -444,22 +444,38 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
+            SELECT step.newest, step.lower, step.element, step.quiet, 1
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head
+            CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
             FROM steps
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
@@ -468,33 +484,42 @@ FROM (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN (SELECT $2::INTEGER) > 0 THEN EXISTS (
-                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
-                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
-            ) ELSE false END AS scans
-            OFFSET 0
-        ) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT $3::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
-            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $2::INTEGER) - 1, 0) LIMIT 1
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $3::INTEGER) - 1, 0) LIMIT 1
         ) AS scanned_to ON true
         CROSS JOIN LATERAL (
             (
                 SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
                     SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
-                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $2::INTEGER)
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $3::INTEGER)
                 ) AS scanned
-                WHERE scanned.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                WHERE scanned.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
                   AND (scanned.published OR scanned.owner_id = $1::INTEGER)
             )
             UNION ALL
@@ -505,7 +530,7 @@ FROM (
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
+                WHERE candidates.title_folded LIKE $2::VARCHAR ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
 
                   AND (NOT scan.scans
@@ -529,22 +554,38 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
+            SELECT step.newest, step.lower, step.element, step.quiet, 1
+            FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head
+            CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
             FROM steps
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
@@ -553,23 +594,32 @@ FROM (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN (SELECT :scan) > 0 THEN EXISTS (
-                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest  ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
-                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
-            ) ELSE false END AS scans
-            OFFSET 0
-        ) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT :scan) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1
         ) AS scanned_to ON true
@@ -609,7 +659,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, before_id, scan, pattern, walk_grams, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, before_id, pattern, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -617,22 +667,38 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
+            SELECT step.newest, step.lower, step.element, step.quiet, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest OFFSET 0) AS head
+            CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
             FROM steps
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
@@ -641,33 +707,42 @@ FROM (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN (SELECT $3::INTEGER) > 0 THEN EXISTS (
-                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
-                WHERE sample.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
-            ) ELSE false END AS scans
-            OFFSET 0
-        ) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT $4::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
-            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $3::INTEGER) - 1, 0) LIMIT 1
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $4::INTEGER) - 1, 0) LIMIT 1
         ) AS scanned_to ON true
         CROSS JOIN LATERAL (
             (
                 SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
                     SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
-                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $3::INTEGER)
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $4::INTEGER)
                 ) AS scanned
-                WHERE scanned.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
+                WHERE scanned.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
                   AND (scanned.published OR scanned.owner_id = $1::INTEGER)
             )
             UNION ALL
@@ -678,7 +753,7 @@ FROM (
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/'
+                WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
                   AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
                   AND (NOT scan.scans
@@ -702,22 +777,38 @@ WHERE votes.post_id = page.id) AS votes, (SELECT 1
 FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest OFFSET 0) AS head CROSS JOIN LATERAL (
+        WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
+            SELECT step.newest, step.lower, step.element, step.quiet, 1
+            FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest OFFSET 0) AS head
+            CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
             FROM steps
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
@@ -726,23 +817,32 @@ FROM (
         SELECT head.newest AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
                    floor(extract(epoch FROM head.newest) / 16) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) <= 4096 AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                ) AS sample
+                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= 4096
+                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+        ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN (SELECT :scan) > 0 THEN EXISTS (
-                SELECT FROM (SELECT sample.title_folded FROM posts AS sample WHERE true AND sample.created_at >= steps.lower AND sample.created_at <= steps.newest AND (sample.created_at, sample.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64) AS sample
-                WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
-            ) ELSE false END AS scans
-            OFFSET 0
-        ) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT :scan) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT :scan) - 1, 0) LIMIT 1
         ) AS scanned_to ON true

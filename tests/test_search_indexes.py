@@ -502,6 +502,35 @@ def test_the_walk_pages_exactly_whatever_it_reads_down_the_feed(burst: Feed, sql
 
 
 @needs_postgresql
+def test_a_burst_spread_over_many_buckets_is_walked_a_bucket_at_a_time(
+    client: TestClient, burst: Feed, sql: Connection, statements: list[Prepared]
+) -> None:
+    """More posts than DENSE_BUCKET, none matching, over more 16-second buckets than WALK_BUCKETS: the
+    walk takes them as one 4,096-second step (its newest posts hold no match) and reaches the
+    page; 16 seconds at a time, it ran out first and every candidate was read instead."""
+    quiet = queries.DENSE_BUCKET + 400
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'quiet ' || i, 'quiet ' || i, 'c', true, timestamptz '2026-01-01' + i * interval '200 ms', "
+            ":owner_id FROM generate_series(1, :quiet) AS i"
+        ),
+        {"owner_id": burst.reader.id, "quiet": quiet},
+    )
+    write_title_grams(sql)
+    sql.exec_driver_sql("ANALYZE posts")
+    assert quiet * 0.2 > queries.WALK_BUCKETS * FINE_BUCKET_SECONDS and quiet * 0.2 < BUCKET_SECONDS
+    expected = _expected(burst, "nectar")
+    app_feed = client.app.state.feed  # type: ignore[attr-defined]
+    app_feed.forget()
+    assert _ids(client, burst.reader, search="nectar", limit=10) == expected[:10]
+    assert [prepared for prepared in statements if prepared.searches] == [
+        queries.RECENT_SEARCH[False],  # the newest posts are the quiet ones
+        queries.GRAMS_WALK[False],  # and the walk finds the page past them
+    ]
+
+
+@needs_postgresql
 def test_postgresql_plans_the_walk_once_per_connection(burst: Feed, sql: Connection) -> None:
     """GRAMS_WALK runs on a generic plan after its first executions, whatever the word and the scan:
     with the scan's length and pattern in view, each plan made for the values looked cheaper, and

@@ -361,14 +361,21 @@ GRAMS_SEARCH = {
 # answers for the rest of the bucket only, older than the last post read (`scanned_to`); the
 # two parts, in this order, are the step's rows in the feed's order, and LIMIT stops before
 # the index part when the scan filled the page. Keyed by keyset.
+# A quiet stretch (the step's newest WALK_SAMPLE posts hold no match: a burst, or an hour of
+# posts on something else) is taken 4,096 seconds at a time up to QUIET_BUCKET posts: there
+# the index reads the bucket's few matches, and 16-second steps through a burst spread over
+# an hour ran out of WALK_BUCKETS before they reached a match. Above QUIET_BUCKET, a bucket
+# may hold a busy hour's matches under the quiet ones, all of which the index would read.
 WALK_BUCKETS = 32
 DENSE_BUCKET = 4096
+QUIET_BUCKET = 32_768
 WALK_SAMPLE = 64
 
 
-def _walk_step(newest: str) -> str:
+def _walk_step(newest: str, pattern: str) -> str:
     """SQL of one step of GRAMS_WALK from `newest` (the newest created_at it covers): its lower
-    bound and its bucket's element (odd: 4,096 s; even: 16 s, app/db/grams.py)."""
+    bound, its bucket's element (odd: 4,096 s; even: 16 s, app/db/grams.py), and whether its
+    newest posts hold no match of `pattern` (`quiet`)."""
     coarse, fine = BUCKET_SECONDS, FINE_BUCKET_SECONDS
     newest_id_before = (
         "(SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp({} * {}) "
@@ -382,12 +389,27 @@ def _walk_step(newest: str) -> str:
         SELECT {newest} AS newest,
                CASE WHEN sparse THEN to_timestamp(bucket.coarse * {coarse}) ELSE to_timestamp(bucket.fine * {fine}) END
                    AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element
+               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               look.quiet
         FROM (
             SELECT floor(extract(epoch FROM {newest}) / {coarse}) AS coarse,
                    floor(extract(epoch FROM {newest}) / {fine}) AS fine
         ) AS bucket
-        CROSS JOIN LATERAL (SELECT ({posts_in_bucket}) <= {DENSE_BUCKET} AS sparse) AS density
+        CROSS JOIN LATERAL (
+            SELECT NOT EXISTS (
+                SELECT FROM (
+                    SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= {newest}
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT {WALK_SAMPLE}
+                ) AS sample
+                WHERE sample.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
+            ) AS quiet
+            OFFSET 0
+        ) AS look
+        CROSS JOIN LATERAL (SELECT ({posts_in_bucket}) AS posts OFFSET 0) AS bucket_posts
+        CROSS JOIN LATERAL (
+            SELECT bucket_posts.posts <= {DENSE_BUCKET}
+                OR (look.quiet AND bucket_posts.posts <= {QUIET_BUCKET}) AS sparse
+        ) AS density
     """
 
 
@@ -417,27 +439,22 @@ def _grams_walk(*, keyset: bool) -> Prepared:
     scan, pattern = "(SELECT :scan)", "(SELECT :pattern)"
     walk = text(
         f"""
-        WITH RECURSIVE steps(newest, lower, element, depth) AS (
-            SELECT step.newest, step.lower, step.element, 1
-            FROM (SELECT {start} AS newest OFFSET 0) AS head CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
+        WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
+            SELECT step.newest, step.lower, step.element, step.quiet, 1
+            FROM (SELECT {start} AS newest OFFSET 0) AS head
+            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern)}) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
-            SELECT step.newest, step.lower, step.element, steps.depth + 1
+            SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
             FROM steps
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
             ) AS head
-            CROSS JOIN LATERAL ({_walk_step("head.newest")}) AS step
+            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern)}) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < {WALK_BUCKETS}
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN {scan} > 0 THEN EXISTS (
-                SELECT FROM (SELECT sample.title_folded {in_step("sample")} LIMIT {WALK_SAMPLE}) AS sample
-                WHERE sample.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
-            ) ELSE false END AS scans
-            OFFSET 0
-        ) AS scan
+        CROSS JOIN LATERAL (SELECT {scan} > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
             SELECT last.created_at, last.id {in_step("last", "scan.scans")} OFFSET greatest({scan} - 1, 0) LIMIT 1
         ) AS scanned_to ON true
