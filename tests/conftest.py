@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,25 @@ def write_title_grams(sql: Connection) -> None:
             "grams": [as_array_literal(title_grams(row[1], row[2])) for row in rows],
         },
     )
+
+
+def plans_made(sql: Connection, prepared: Prepared, executions: Iterable[Mapping[str, object]]) -> tuple[int, int]:
+    """PostgreSQL: prepare `prepared` on one connection, execute it once for each of `executions`
+    (SQL literals by parameter name), and say how many generic and custom plans it was run on."""
+    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
+    assert connection is not None
+    connection.execute(f"PREPARE counted AS {prepared.asyncpg_sql}")
+    try:
+        for values in executions:
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            connection.execute(f"EXECUTE counted ({arguments})").fetchall()
+        found = connection.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'counted'"
+        ).fetchone()
+    finally:
+        connection.execute("DEALLOCATE counted")
+    assert found is not None
+    return int(found[0]), int(found[1])
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import IS_POSTGRESQL, Account, needs_postgresql, write_title_grams
+from conftest import IS_POSTGRESQL, Account, needs_postgresql, plans_made, write_title_grams
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
@@ -215,21 +215,10 @@ def test_postgresql_plans_a_feed_page_once_per_connection(
     prepared = queries.feed_page(owner=False, keyset=keyset, limit=10, skip=skips[0])
     assert prepared is not None
     assert all(queries.feed_page(owner=False, keyset=keyset, limit=10, skip=skip) is prepared for skip in skips)
-    connection = sql.connection.driver_connection
-    assert connection is not None
-    connection.execute(f"PREPARE first_page AS {prepared.asyncpg_sql}")
-    try:
-        values = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
-        values["before_id"] = feed.hay[0]
-        for number in range(7):
-            values["skip"] = skips[number % len(skips)]
-            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
-            connection.execute(f"EXECUTE first_page ({arguments})").fetchall()
-        (generic, custom) = connection.execute(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'first_page'"
-        ).fetchone()
-    finally:
-        connection.execute("DEALLOCATE first_page")
+    values = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values["before_id"] = feed.hay[0]
+    executions = [{**values, "skip": skips[number % len(skips)]} for number in range(7)]
+    (generic, custom) = plans_made(sql, prepared, executions)
     assert generic >= 2 and custom <= 5, (generic, custom)
 
 
