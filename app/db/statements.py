@@ -353,14 +353,15 @@ GRAMS_SEARCH = {
 # ms for 9,420 posts of a burst on the benchmark's data). A step keeps at most skip + limit
 # rows (no later row of it can be on the page), so its sort keeps only those.
 # A bucket's matches all come from the index, and all are read and sorted, however few the
-# page needs: where a bucket holds many (a busy minute's 40,000 posts, 2,300 of them a common
-# word's), that is most of the walk. So a step first reads its `scan` newest posts down the
-# feed index (`scan` from the search's statistics: twice the posts that hold the page; 0:
-# none), when its newest WALK_SAMPLE posts hold a match (not when they are a burst of posts on
-# something else: there the index finds nothing at the cost of a few page reads), and the index
-# answers for the rest of the bucket only, older than the last post read (`scanned_to`); the
-# two parts, in this order, are the step's rows in the feed's order, and LIMIT stops before
-# the index part when the scan filled the page. Keyed by keyset.
+# page needs: where a bucket holds many (1,296 of a 16-second bucket of 22,779 posts that the
+# create scenario wrote, on the benchmark's data), that is most of the walk. So a step first
+# reads its `scan` newest posts down the feed index (`scan` from the search's statistics:
+# twice the posts that hold the page; 0: none), when its newest WALK_SAMPLE posts hold a
+# match (not when they are a burst of posts on something else: there the index finds nothing
+# at the cost of a few page reads), and the index answers for the rest of the bucket only,
+# older than the last post read (`scanned_to`); the two parts, in this order, are the step's
+# rows in the feed's order, and LIMIT stops before the index part when the scan filled the
+# page. Keyed by keyset.
 # A quiet stretch (the step's newest WALK_SAMPLE posts hold no match: a burst, or an hour of
 # posts on something else) is taken 4,096 seconds at a time up to QUIET_BUCKET posts: there
 # the index reads the bucket's few matches, and 16-second steps through a burst spread over
