@@ -359,8 +359,8 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
 FROM candidates
-WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $4 OFFSET $5) AS page JOIN users ON users.id = page.owner_id
+WHERE candidates.title_folded LIKE (SELECT $3::VARCHAR AS anon_2) ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT (SELECT $4::INTEGER AS anon_3) OFFSET (SELECT $5::INTEGER AS anon_4)) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $6::INTEGER AND NOT (EXISTS (SELECT *
@@ -378,8 +378,8 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
 FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE candidates.title_folded LIKE (SELECT :pattern AS anon_2) ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT (SELECT :limit AS anon_3) OFFSET (SELECT :skip AS anon_4)) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
@@ -404,8 +404,8 @@ FROM votes
 WHERE votes.user_id = $1::INTEGER AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
 FROM candidates
-WHERE candidates.title_folded LIKE $4::VARCHAR ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT $5 OFFSET $6) AS page JOIN users ON users.id = page.owner_id
+WHERE candidates.title_folded LIKE (SELECT $4::VARCHAR AS anon_2) ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT (SELECT $5::INTEGER AS anon_3) OFFSET (SELECT $6::INTEGER AS anon_4)) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
@@ -427,8 +427,8 @@ FROM votes
 WHERE votes.user_id = :viewer_id AND votes.post_id = page.id) IS NOT NULL AS voted
 FROM (SELECT candidates.id AS id, candidates.title AS title, candidates.content AS content, candidates.published AS published, candidates.created_at AS created_at, candidates.owner_id AS owner_id
 FROM candidates
-WHERE candidates.title_folded LIKE :pattern ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
- LIMIT :limit OFFSET :skip) AS page JOIN users ON users.id = page.owner_id
+WHERE candidates.title_folded LIKE (SELECT :pattern AS anon_2) ESCAPE '/' ORDER BY candidates.created_at DESC, candidates.id DESC
+ LIMIT (SELECT :limit AS anon_3) OFFSET (SELECT :skip AS anon_4)) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
 WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AND NOT (EXISTS (SELECT *
@@ -526,21 +526,21 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $4::INTEGER[]
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT $4::INTEGER[])
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE $2::VARCHAR ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
 
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT $5::INTEGER + $6::INTEGER
+                LIMIT (SELECT $5::INTEGER + $6::INTEGER)
             )
-            LIMIT $5::INTEGER + $6::INTEGER
+            LIMIT (SELECT $5::INTEGER + $6::INTEGER)
         ) AS found
-        LIMIT $5::INTEGER OFFSET $6::INTEGER
+        LIMIT (SELECT $5::INTEGER) OFFSET (SELECT $6::INTEGER)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -636,21 +636,21 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT :walk_grams)
                       AND (published OR owner_id = :viewer_id)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT :pattern) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
 
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT :limit + :skip
+                LIMIT (SELECT :limit + :skip)
             )
-            LIMIT :limit + :skip
+            LIMIT (SELECT :limit + :skip)
         ) AS found
-        LIMIT :limit OFFSET :skip
+        LIMIT (SELECT :limit) OFFSET (SELECT :skip)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -749,21 +749,21 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> $5::INTEGER[]
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT $5::INTEGER[])
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE $3::VARCHAR ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
                   AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT $6::INTEGER + $7::INTEGER
+                LIMIT (SELECT $6::INTEGER + $7::INTEGER)
             )
-            LIMIT $6::INTEGER + $7::INTEGER
+            LIMIT (SELECT $6::INTEGER + $7::INTEGER)
         ) AS found
-        LIMIT $6::INTEGER OFFSET $7::INTEGER
+        LIMIT (SELECT $6::INTEGER) OFFSET (SELECT $7::INTEGER)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
@@ -859,21 +859,21 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> :walk_grams
+                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT :walk_grams)
                       AND (published OR owner_id = :viewer_id)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE :pattern ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT :pattern) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
                   AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = :before_id AND (cursor.published OR cursor.owner_id = :viewer_id)), :before_id)
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT :limit + :skip
+                LIMIT (SELECT :limit + :skip)
             )
-            LIMIT :limit + :skip
+            LIMIT (SELECT :limit + :skip)
         ) AS found
-        LIMIT :limit OFFSET :skip
+        LIMIT (SELECT :limit) OFFSET (SELECT :skip)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer

@@ -7,6 +7,7 @@ at import.
 """
 
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -285,6 +286,27 @@ def plans_made(sql: Connection, prepared: Prepared, executions: Iterable[Mapping
         connection.execute("DEALLOCATE counted")
     assert found is not None
     return int(found[0]), int(found[1])
+
+
+def explain_execute(sql: Connection, prepared: Prepared, values: Mapping[str, object], mode: str) -> list[str]:
+    """PostgreSQL: EXPLAIN of the plan of `prepared` for `values` (SQL literals by parameter name)
+    under plan_cache_mode `mode` (force_generic_plan or force_custom_plan), line by line."""
+    connection = sql.connection.driver_connection  # psycopg itself: no parameters, so "%" is plain text
+    assert connection is not None
+    arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+    connection.execute(f"SET plan_cache_mode = {mode}")
+    connection.execute(f"PREPARE explained AS {prepared.asyncpg_sql}")
+    try:
+        return [row[0] for row in connection.execute(f"EXPLAIN EXECUTE explained ({arguments})")]
+    finally:
+        connection.execute("DEALLOCATE explained")
+        connection.execute("RESET plan_cache_mode")
+
+
+def plan_estimates(plan: list[str]) -> list[str]:
+    """What a plan (EXPLAIN's lines) expects, node by node: its kind and rows, without costs."""
+    nodes = [re.match(r"\s*(?:->\s*)?([^(]+?)\s*\(cost=[^ ]+ rows=(\d+)", line) for line in plan]
+    return [f"{node[1]} rows={node[2]}" for node in nodes if node]
 
 
 @pytest.fixture
