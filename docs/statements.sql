@@ -881,6 +881,45 @@ WHERE viewer.id = :viewer_id AND viewer.token_generation = :viewer_generation AN
 FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
+-- FEED_BUCKETS
+-- parameters: none
+-- PostgreSQL:
+SELECT feed.buckets, feed.posts FROM (
+        WITH RECURSIVE buckets(lower, depth) AS (
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / 4096) * 4096), 1
+            FROM (SELECT max(created_at) AS newest FROM posts) AS head
+            WHERE head.newest IS NOT NULL
+            UNION ALL
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / 4096) * 4096),
+                   buckets.depth + 1
+            FROM buckets
+            CROSS JOIN LATERAL (SELECT max(created_at) AS newest FROM posts WHERE created_at < buckets.lower) AS head
+            WHERE head.newest IS NOT NULL AND buckets.depth < 32
+        )
+        SELECT (SELECT count(*) FROM buckets) AS buckets,
+               (SELECT id FROM posts ORDER BY created_at DESC, id DESC LIMIT 1)
+               - coalesce((SELECT id FROM posts WHERE created_at < (SELECT min(lower) FROM buckets)
+                           ORDER BY created_at DESC, id DESC LIMIT 1), 0) AS posts
+        ) AS feed;
+-- SQLite:
+SELECT feed.buckets, feed.posts FROM (
+        WITH RECURSIVE buckets(lower, depth) AS (
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / 4096) * 4096), 1
+            FROM (SELECT max(created_at) AS newest FROM posts) AS head
+            WHERE head.newest IS NOT NULL
+            UNION ALL
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / 4096) * 4096),
+                   buckets.depth + 1
+            FROM buckets
+            CROSS JOIN LATERAL (SELECT max(created_at) AS newest FROM posts WHERE created_at < buckets.lower) AS head
+            WHERE head.newest IS NOT NULL AND buckets.depth < 32
+        )
+        SELECT (SELECT count(*) FROM buckets) AS buckets,
+               (SELECT id FROM posts ORDER BY created_at DESC, id DESC LIMIT 1)
+               - coalesce((SELECT id FROM posts WHERE created_at < (SELECT min(lower) FROM buckets)
+                           ORDER BY created_at DESC, id DESC LIMIT 1), 0) AS posts
+        ) AS feed;
+
 -- OWNER_POSTS[False, False] (proves the viewer's account)
 -- parameters: viewer_id, owner_id, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:

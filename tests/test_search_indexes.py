@@ -50,6 +50,7 @@ from app.domain.posts import (
     GramStatistics,
     SearchPlan,
     plan_search,
+    words_in_a_row,
 )
 
 TITLES = [
@@ -256,6 +257,68 @@ def test_a_common_search_walks_and_then_reads_every_candidate_only_when_they_are
     assert phrase.whole_table(keyset=False, reach=10, head_typical=True)[0] == queries.GRAMS_WALK[False]
     at_the_edge = SearchPlan(plan.grams, GRAMS_WALK_ABOVE, 1_000_000)
     assert at_the_edge.whole_table(keyset=False) == [queries.GRAMS_SEARCH[False]]
+
+
+def test_three_words_in_a_row_are_as_rare_as_their_pairs_chained() -> None:
+    """n(a b c) ~ n(a b) x n(b c) / n(b): each pair as common as its rarest piece across the space."""
+    holding = {piece: 60_000.0 for piece in gram_pieces("amber basil cedar")}
+    holding |= {"er ba": 400.0, "ber bas": 450.0, "il ce": 300.0, "sil ced": 800.0}
+    statistics = _statistics(holding, unlisted=5_000)
+    assert words_in_a_row("amber basil cedar", statistics) == pytest.approx(400 * 300 / 60_000)
+    plan = plan_search("amber basil cedar", statistics)
+    assert plan.matches == pytest.approx(2) and not plan.one_word  # not 300: the rarest piece bounds it only
+    assert words_in_a_row("amber basil", statistics) is None  # a pair: its pieces across the space tell
+    assert plan_search("amber basil", statistics).matches == 400
+    assert words_in_a_row("amber ba cedar", statistics) is None  # "ba" alone has no piece to chain by
+
+
+def test_a_search_walks_the_buckets_when_that_costs_less_than_every_candidate() -> None:
+    """SearchPlan.candidates_first weighs the walk (buckets to the page, the matches it reads) against
+    every candidate, by how many posts a bucket holds; without that, GRAMS_WALK_ABOVE decides."""
+    pair = SearchPlan([1], 443, 1_000_000, bucket_posts=4_096)  # two words side by side, the benchmark's
+    assert not pair.candidates_first(10)  # six buckets of 4,096 posts: 0.8 against 1.3 ms
+    assert pair.whole_table(keyset=False, reach=10) == [queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False]]
+    sparse = SearchPlan([1], 443, 1_000_000, bucket_posts=100)  # the same in a quiet feed: past WALK_BUCKETS
+    assert sparse.candidates_first(10)
+    assert sparse.whole_table(keyset=False, reach=10) == [queries.GRAMS_SEARCH[False]]
+    few = SearchPlan([1], 100, 1_000_000, bucket_posts=4_096)  # 25 buckets for 100 candidates
+    assert few.candidates_first(10)
+    common = SearchPlan([1], GRAMS_SEARCH_MAX + 1, 1_000_000, bucket_posts=10)  # never every candidate at once
+    assert not common.candidates_first(10)
+    unknown = SearchPlan([1], 443, 1_000_000)
+    assert unknown.candidates_first(10) and not SearchPlan([1], GRAMS_WALK_ABOVE + 1, 1_000_000).candidates_first(10)
+
+
+@needs_postgresql
+def test_the_posts_a_bucket_holds_are_counted_as_the_walk_meets_the_buckets(
+    client: TestClient, make_account: Callable[..., Account], sql: Connection
+) -> None:
+    """FEED_BUCKETS: the newest WALK_BUCKETS time buckets that hold posts (empty stretches of time
+    count for nothing) and their posts; the feed's statistics then hold the posts a bucket holds."""
+    author = make_account()
+    insert = text(
+        "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+        "SELECT 'kotlin ' || i, 'kotlin ' || i, 'c', true, CAST(:start AS timestamptz) + i * interval '1 s', :owner_id "
+        "FROM generate_series(1, :count) AS i"
+    )
+    for start, count in (("2024-01-01", 90), ("2024-06-01", 60), ("2025-01-01", 30)):  # ids in time order
+        sql.execute(insert, {"start": start, "count": count, "owner_id": author.id})
+    write_title_grams(sql)
+    sql.exec_driver_sql("ANALYZE posts")
+    assert tuple(sql.execute(queries.FEED_BUCKETS.statement).one()) == (3, 180)
+    app_feed = client.app.state.feed  # type: ignore[attr-defined]
+    app_feed.forget()
+    try:
+        assert _ids(client, author, search="kotlin", limit=1) != []
+        statistics = app_feed.gram_frequencies._statistics
+        assert statistics is not None and statistics.bucket_posts == 60
+    finally:
+        app_feed.forget()
+    # More buckets than the walk takes: only the newest WALK_BUCKETS count, with their posts.
+    for hours in range(2, 2 * queries.WALK_BUCKETS + 1, 2):  # a bucket is 68 minutes
+        later = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hours)
+        sql.execute(insert, {"start": later.isoformat(), "count": 2, "owner_id": author.id})
+    assert tuple(sql.execute(queries.FEED_BUCKETS.statement).one()) == (queries.WALK_BUCKETS, 2 * queries.WALK_BUCKETS)
 
 
 def test_a_search_without_pieces_goes_to_the_planner() -> None:
@@ -631,11 +694,11 @@ def test_a_deep_page_goes_down_the_feed_only_while_the_newest_posts_hold_the_wor
     app_feed = client.app.state.feed  # type: ignore[attr-defined]
     for _ in range(2):
         assert _ids(client, burst.reader, search="nectar", limit=100, skip=450) == expected[450:550]
-    assert [prepared for prepared in statements if prepared.searches] == [
-        queries.RECENT_SEARCH[False],  # the look: the newest posts are the burst, none of them "nectar"
-        queries.GRAMS_WALK[False],
-        queries.GRAMS_WALK[False],  # remembered: no second look
-    ]
+    searches = [prepared for prepared in statements if prepared.searches]
+    assert searches[0] == queries.RECENT_SEARCH[False]  # the look: the newest posts are the burst, none "nectar"
+    # Then the time buckets, or every candidate where the walk would cross more buckets than it may
+    # (spread: 27 matches a bucket; SearchPlan.candidates_first): never down the feed; no second look.
+    assert searches[1:] == [searches[1]] * 2 and searches[1] in (queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False])
     # Without the burst, the newest posts hold the word as its statistics say: down the feed.
     sql.execute(text("DELETE FROM posts WHERE title LIKE 'noise %'"))
     app_feed.sparse_searches.clear()

@@ -139,8 +139,12 @@ def test_a_rare_search_skips_the_window_once_it_came_up_short(
 def test_a_page_beyond_the_window_does_not_try_it(client: TestClient, feed: Feed, statements: list[Prepared]) -> None:
     _ids(client, feed.reader, search="hay", limit=10, skip=WINDOW - 5)
     searches = [prepared for prepared in statements if prepared.searches]
-    # PostgreSQL: "hay" is in most titles, but in fewer than GRAMS_WALK_ABOVE: every candidate at once.
-    assert searches == [queries.GRAMS_SEARCH[False] if IS_POSTGRESQL else queries.LIST_POSTS[True, False]]
+    # PostgreSQL: the grams index, as SearchPlan.whole_table weighs it (a walk of its one time
+    # bucket, or every candidate); SQLite: the scan.
+    if IS_POSTGRESQL:
+        assert searches[0] in (queries.GRAMS_WALK[False], queries.GRAMS_SEARCH[False]), searches
+    else:
+        assert searches == [queries.LIST_POSTS[True, False]]
 
 
 def test_the_list_without_search_never_uses_the_window(

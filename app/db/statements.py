@@ -519,6 +519,36 @@ def _grams_walk(*, keyset: bool) -> Prepared:
 
 
 GRAMS_WALK = {keyset: _grams_walk(keyset=keyset) for keyset in (False, True)}
+
+# How many posts the newest WALK_BUCKETS time buckets that hold any hold (`posts`), and how many
+# such buckets there are (`buckets`, fewer in a younger feed): what GRAMS_WALK steps through from
+# the head of the feed, each bucket found as a step finds it (empty stretches of time cost it
+# nothing, so they count for nothing here either). The posts are told as the walk tells them, by
+# ids (a post written later has a greater id): a few probes of the feed index, however many posts.
+# The app weighs the walk against reading every candidate by it (SearchPlan.candidates_first).
+FEED_BUCKETS = Prepared.of(
+    text(
+        f"""
+        SELECT feed.buckets, feed.posts FROM (
+        WITH RECURSIVE buckets(lower, depth) AS (
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / {BUCKET_SECONDS}) * {BUCKET_SECONDS}), 1
+            FROM (SELECT max(created_at) AS newest FROM posts) AS head
+            WHERE head.newest IS NOT NULL
+            UNION ALL
+            SELECT to_timestamp(floor(extract(epoch FROM head.newest) / {BUCKET_SECONDS}) * {BUCKET_SECONDS}),
+                   buckets.depth + 1
+            FROM buckets
+            CROSS JOIN LATERAL (SELECT max(created_at) AS newest FROM posts WHERE created_at < buckets.lower) AS head
+            WHERE head.newest IS NOT NULL AND buckets.depth < {WALK_BUCKETS}
+        )
+        SELECT (SELECT count(*) FROM buckets) AS buckets,
+               (SELECT id FROM posts ORDER BY created_at DESC, id DESC LIMIT 1)
+               - coalesce((SELECT id FROM posts WHERE created_at < (SELECT min(lower) FROM buckets)
+                           ORDER BY created_at DESC, id DESC LIMIT 1), 0) AS posts
+        ) AS feed
+        """
+    )
+)
 # One author's posts (`owner_id`), served by the index posts (owner_id, created_at, id):
 # their published posts, and their drafts too when the author is the caller. Keyed by
 # (search, keyset); a search here goes through the author's posts, not a window.

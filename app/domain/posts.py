@@ -4,6 +4,7 @@ Every function takes the `Viewer` and returns rows (app/db/statements.py says wh
 columns); the routers turn them into responses (app/api/views.py).
 """
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +15,7 @@ from app.db import statements
 from app.db.backends import Database, Prepared, Row
 from app.db.errors import DatabaseConflict
 from app.db.folding import fold
-from app.db.grams import as_array_literal, gram_hash, gram_pieces, grams
+from app.db.grams import AROUND_CENTRES, as_array_literal, gram_hash, gram_pieces, grams
 from app.domain.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from app.domain.viewer import Viewer
 
@@ -64,12 +65,12 @@ WALK_GRAMS = 1
 # 1.2 µs each), thousands where a busy minute wrote tens of thousands of posts.
 WALK_SCAN_MARGIN = 2
 WALK_SCAN_MAX = 1024
-# Up to this many estimated matches, a search reads every candidate at once (GRAMS_SEARCH,
-# about 3 µs each); above it, it walks the time buckets (GRAMS_WALK), which stops at the
-# page. When the walk comes up short (its end, or WALK_BUCKETS reached), every candidate is
-# read after all, unless there are more than GRAMS_SEARCH_MAX of them or GRAMS_SEARCH_MAX_SHARE
-# of all posts: then the planner's statement (LIST_POSTS), under the search timeout. A page
-# within the first SHORT_WALK_REACH matches reads every candidate whatever their number: the
+# Up to GRAMS_WALK_ABOVE estimated matches, a search reads every candidate at once (GRAMS_SEARCH,
+# about 3 µs each), unless weighed as below (WALK_START_US); above it, it walks the time buckets
+# (GRAMS_WALK), which stops at the page. When the walk comes up short (its end, or WALK_BUCKETS
+# reached), every candidate is read after all, unless there are more than GRAMS_SEARCH_MAX of
+# them or GRAMS_SEARCH_MAX_SHARE of all posts: then the planner's statement (LIST_POSTS), under
+# the search timeout. A page within the first SHORT_WALK_REACH matches reads every candidate whatever their number: the
 # newest WALK_BUCKETS buckets held less than it, so the search is rare where the feed is newest,
 # and the planner would walk down the feed over all of their posts and on, through every title
 # for a word in none whose pieces are each common ("yarn": "yar" and "arn", from "yarrow" and
@@ -78,6 +79,18 @@ GRAMS_WALK_ABOVE = 1_000
 GRAMS_SEARCH_MAX = 20_000
 GRAMS_SEARCH_MAX_SHARE = 0.05
 SHORT_WALK_REACH = 500
+# Where the feed tells how many posts a time bucket holds (GramStatistics.bucket_posts), the
+# walk and every candidate are weighed instead of GRAMS_WALK_ABOVE (up to GRAMS_SEARCH_MAX
+# matches; SearchPlan.candidates_first): a walk costs about
+# WALK_START_US and WALK_STEP_US a bucket (one probe of the index, its bookkeeping), reading every
+# candidate about CANDIDATE_US each (measured on the benchmark's data, one connection, generic plans:
+# 445 candidates 1.3 ms, 2,650 candidates 5.8 ms; a walk of six buckets 0.7 ms). Two common words
+# side by side in 445 titles of a million, whose tenth newest is about 22,000 posts deep: a
+# walk of six buckets of 4,096 posts (0.8 ms) against every candidate (1.3 ms).
+WALK_START_US = 200
+WALK_STEP_US = 100
+CANDIDATE_US = 3
+SCANNED_US = 0.5  # a post the walk's scan reads down the feed (WALK_SCAN_MAX)
 # A common search's page expected within this many of the newest posts is found by walking
 # the feed (about 1.2 µs a post checked, with the planning: 3 ms for 2,500), when the search is
 # in at least FEED_WALK_SHARE of the titles, unless the newest posts lately held fewer of its
@@ -99,6 +112,9 @@ class GramStatistics:
     holding: dict[int, float]
     unlisted: float
     posts: float
+    # Posts a time bucket that GRAMS_WALK steps through holds, on average over the newest
+    # WALK_BUCKETS of them (statements.FEED_BUCKETS); None: unknown.
+    bucket_posts: float | None = None
 
     def posts_holding(self, gram: int) -> float:
         return self.holding.get(gram, self.unlisted)
@@ -112,8 +128,9 @@ class SearchPlan:
     matches: float  # math.inf without statistics
     posts: float  # math.inf without statistics
     # No space in it: `matches` is then close to the truth (the rarest piece of one word);
-    # for several words it is only a bound (each piece is common, the words side by side rare).
+    # for several words it is an estimate (`words_in_a_row`), the pieces only bound it.
     one_word: bool = False
+    bucket_posts: float | None = None  # GramStatistics.bucket_posts
 
     @property
     def walk_grams(self) -> list[int]:
@@ -145,6 +162,29 @@ class SearchPlan:
             return False
         return reach * self.posts <= FEED_WALK_MAX * self.matches
 
+    def candidates_first(self, reach: int | None) -> bool:
+        """Whether reading every candidate (GRAMS_SEARCH) is expected to cost less than walking the
+        time buckets to `reach` matches (skip + limit): the walk steps through about as many buckets
+        as hold that many matches by the statistics (more than WALK_BUCKETS: it would come up short),
+        and reads the matches of each. Without `reach` or the posts a bucket holds: up to
+        GRAMS_WALK_ABOVE matches."""
+        if reach is None or self.bucket_posts is None or math.isinf(self.matches) or self.matches <= 0:
+            return self.matches <= GRAMS_WALK_ABOVE
+        if self.matches > GRAMS_SEARCH_MAX:
+            return False
+        steps = reach * self.posts / self.matches / self.bucket_posts
+        if steps > statements.WALK_BUCKETS:
+            return True
+        # The walk reads a bucket's newest posts first (`walk_scan`), or else every match of the
+        # buckets it steps through.
+        buckets = max(1, math.ceil(steps))
+        scan = self.walk_scan(reach)
+        if scan:
+            read = SCANNED_US * scan
+        else:
+            read = CANDIDATE_US * min(self.matches, buckets * self.bucket_posts * self.matches / self.posts)
+        return CANDIDATE_US * self.matches <= WALK_START_US + WALK_STEP_US * buckets + read
+
     def whole_table(
         self, *, keyset: bool, reach: int | None = None, head_typical: bool = False, rare: bool = False
     ) -> list[Prepared]:
@@ -161,10 +201,10 @@ class SearchPlan:
         """
         if not self.grams:  # nothing the index could narrow it by
             return [statements.LIST_POSTS[True, keyset]]
-        if self.matches <= GRAMS_WALK_ABOVE:
-            return [statements.GRAMS_SEARCH[keyset]]
         if head_typical and reach is not None and self.feed_walk_fits(reach):
             return [statements.LIST_POSTS[True, keyset]]
+        if self.candidates_first(reach):
+            return [statements.GRAMS_SEARCH[keyset]]
         few = self.matches <= GRAMS_SEARCH_MAX and self.matches <= GRAMS_SEARCH_MAX_SHARE * self.posts
         if few or (reach is not None and reach <= SHORT_WALK_REACH and not math.isinf(self.matches)):
             if rare:
@@ -183,6 +223,45 @@ def gram_statistics(row: Mapping[str, Any]) -> GramStatistics | None:
     return GramStatistics(holding, frequencies[len(listed)] * posts / 2, posts)
 
 
+def words_in_a_row(folded_search: str, statistics: GramStatistics) -> float | None:
+    """About how many titles hold three words or more of a (folded) search side by side; None for
+    fewer words, or words too short to tell.
+
+    Each pair of neighbours is as common as its rarest piece across the space between them; the
+    pairs chain through the words they share, as a Markov chain does: "a b c" is in about
+    n(a b) x n(b c) / n(b) titles, n(b) the rarest piece of b alone. Without it, every phrase of
+    three common words looked as common as its rarest pair (445 titles of a million on the
+    benchmark's data, against about 4), and walked the time buckets for a page that is not there.
+    """
+    words = folded_search.split(" ")
+    if len(words) < 3 or not all(words):
+        return None
+
+    def rarest(pieces: list[str]) -> float | None:
+        return min((statistics.posts_holding(gram_hash(piece)) for piece in pieces), default=None)
+
+    spaces = [index for index, character in enumerate(folded_search) if character == " "]
+    pairs = [
+        rarest(
+            [
+                folded_search[space - size // 2 : space - size // 2 + size]
+                for size in AROUND_CENTRES
+                if space - size // 2 >= 0 and space - size // 2 + size <= len(folded_search)
+            ]
+        )
+        for space in spaces
+    ]
+    shared = [rarest([word[start : start + 3] for start in range(len(word) - 2)]) for word in words[1:-1]]
+    if pairs[0] is None:
+        return None
+    estimate = pairs[0]
+    for pair, word in zip(pairs[1:], shared, strict=True):
+        if pair is None or word is None:
+            return None
+        estimate *= min(1.0, pair / word) if word > 0 else 0.0
+    return estimate
+
+
 def plan_search(folded_search: str, statistics: GramStatistics | None) -> SearchPlan:
     """The GRAMS_PICKED rarest pieces of a (folded) search, by the statistics; without them,
     the longest (a longer piece is rarer, as a rule). A search without pieces has no plan
@@ -197,7 +276,12 @@ def plan_search(folded_search: str, statistics: GramStatistics | None) -> Search
     ranked = sorted(pieces, key=lambda piece: (statistics.posts_holding(gram_hash(piece)), -len(piece), piece))
     picked = list(dict.fromkeys(gram_hash(piece) for piece in ranked))[:GRAMS_PICKED]
     matches = min((statistics.posts_holding(gram) for gram in picked), default=statistics.posts)
-    return SearchPlan(picked, matches, statistics.posts, one_word=" " not in folded_search)
+    in_a_row = words_in_a_row(folded_search, statistics)
+    if in_a_row is not None:
+        matches = min(matches, in_a_row)
+    return SearchPlan(
+        picked, matches, statistics.posts, one_word=" " not in folded_search, bucket_posts=statistics.bucket_posts
+    )
 
 
 class GramFrequencies:
@@ -215,6 +299,11 @@ class GramFrequencies:
             self._read_at = self._clock()
             rows = await database.fetch(statements.GRAM_FREQUENCIES)
             self._statistics = gram_statistics(rows[0]) if rows else None
+            if self._statistics is not None:
+                (feed,) = await database.fetch(statements.FEED_BUCKETS)
+                if feed["buckets"] and feed["posts"] is not None:
+                    bucket_posts = max(1.0, feed["posts"] / feed["buckets"])
+                    self._statistics = dataclasses.replace(self._statistics, bucket_posts=bucket_posts)
         return self._statistics
 
     def forget(self) -> None:
