@@ -34,7 +34,7 @@ from app.config import driver_urls
 from app.db import statements
 from app.db.backends import Prepared
 from app.db.folding import fold
-from app.domain.posts import PROBE_PAGE, SearchPlan, gram_statistics, plan_search
+from app.domain.posts import PROBE_PAGE, SearchPlan, gram_statistics, plan_search, with_bucket_posts
 
 # Who reads: seeded user 1 with a token of its first generation, never logged out (as bench/explain.py).
 VIEWER: dict[str, object] = {"viewer_id": 1, "viewer_generation": 0, "viewer_jti": "AAAAAAAAAAAAAAAAAAAAAA"}
@@ -198,6 +198,12 @@ def main() -> None:
         columns = [column.name for column in frequencies.description or []]
         found = frequencies.fetchone()
         statistics = gram_statistics(dict(zip(columns, found, strict=True))) if found else None
+        if statistics is not None:  # as the app's GramFrequencies reads them
+            feed = connection.execute(statements.FEED_BUCKETS.asyncpg_sql)
+            names = [column.name for column in feed.description or []]
+            row = feed.fetchone()
+            if row is not None:
+                statistics = with_bucket_posts(statistics, dict(zip(names, row, strict=True)))
         bound = []
         for case in CASES:
             params: dict[str, object] = {

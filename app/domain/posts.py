@@ -223,6 +223,13 @@ def gram_statistics(row: Mapping[str, Any]) -> GramStatistics | None:
     return GramStatistics(holding, frequencies[len(listed)] * posts / 2, posts)
 
 
+def with_bucket_posts(statistics: GramStatistics, row: Mapping[str, Any]) -> GramStatistics:
+    """`statistics` with the posts a time bucket holds, from a row of FEED_BUCKETS (as they were for an empty feed)."""
+    if not row["buckets"] or row["posts"] is None:
+        return statistics
+    return dataclasses.replace(statistics, bucket_posts=max(1.0, row["posts"] / row["buckets"]))
+
+
 def words_in_a_row(folded_search: str, statistics: GramStatistics) -> float | None:
     """About how many titles hold three words or more of a (folded) search side by side; None for
     fewer words, or words too short to tell.
@@ -301,9 +308,7 @@ class GramFrequencies:
             self._statistics = gram_statistics(rows[0]) if rows else None
             if self._statistics is not None:
                 (feed,) = await database.fetch(statements.FEED_BUCKETS)
-                if feed["buckets"] and feed["posts"] is not None:
-                    bucket_posts = max(1.0, feed["posts"] / feed["buckets"])
-                    self._statistics = dataclasses.replace(self._statistics, bucket_posts=bucket_posts)
+                self._statistics = with_bucket_posts(self._statistics, feed)
         return self._statistics
 
     def forget(self) -> None:
