@@ -50,6 +50,7 @@ from app.domain.posts import (
     GramStatistics,
     SearchPlan,
     plan_search,
+    with_bucket_posts,
     words_in_a_row,
 )
 
@@ -319,6 +320,9 @@ def test_the_posts_a_bucket_holds_are_counted_as_the_walk_meets_the_buckets(
         later = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hours)
         sql.execute(insert, {"start": later.isoformat(), "count": 2, "owner_id": author.id})
     assert tuple(sql.execute(queries.FEED_BUCKETS.statement).one()) == (queries.WALK_BUCKETS, 2 * queries.WALK_BUCKETS)
+    # Ids that do not follow the posts' times tell nothing: the bucket's posts stay unknown.
+    unordered = with_bucket_posts(_statistics({}), {"buckets": 3, "posts": -40})
+    assert unordered.bucket_posts is None and plan_search("kotlin", unordered).bucket_posts is None
 
 
 def test_a_search_without_pieces_goes_to_the_planner() -> None:

@@ -224,10 +224,11 @@ def gram_statistics(row: Mapping[str, Any]) -> GramStatistics | None:
 
 
 def with_bucket_posts(statistics: GramStatistics, row: Mapping[str, Any]) -> GramStatistics:
-    """`statistics` with the posts a time bucket holds, from a row of FEED_BUCKETS (as they were for an empty feed)."""
-    if not row["buckets"] or row["posts"] is None:
+    """`statistics` with the posts a time bucket holds, from a row of FEED_BUCKETS; as they were for an
+    empty feed, or where the ids do not follow the posts' times (fewer posts than buckets: unknown)."""
+    if not row["buckets"] or row["posts"] is None or row["posts"] < row["buckets"]:
         return statistics
-    return dataclasses.replace(statistics, bucket_posts=max(1.0, row["posts"] / row["buckets"]))
+    return dataclasses.replace(statistics, bucket_posts=row["posts"] / row["buckets"])
 
 
 def words_in_a_row(folded_search: str, statistics: GramStatistics) -> float | None:
