@@ -819,3 +819,32 @@ def test_a_migration_blocked_by_a_long_transaction_gives_up_cleanly(empty_databa
     command.upgrade(config, "head")  # nothing in the way any more
     assert current_revisions(engine) == [revisions[-1]]
     engine.dispose()
+
+
+# --- the grams index's pending list after a burst -----------------------------------
+
+VACUUM_AFTER_NEW_POSTS = "e41b7c9d0a52"
+
+
+@needs_postgresql
+def test_posts_are_vacuumed_after_every_thousand_new_posts(empty_database: Callable[[], str]) -> None:
+    """At VACUUM_AFTER_NEW_POSTS and above, autovacuum takes `posts` after 1,000 new posts
+    whatever the table's size (the grams index's pending list then goes into the index, which
+    every search reads otherwise); one revision down, PostgreSQL's defaults again."""
+    url = empty_database()
+    config = alembic_config(url)
+    engine = migration_engine(url)
+
+    def storage() -> set[str]:
+        with engine.connect() as connection:
+            options = connection.execute(text("SELECT reloptions FROM pg_class WHERE oid = 'posts'::regclass"))
+            return set(options.scalar_one() or [])
+
+    expected = {"autovacuum_vacuum_insert_threshold=1000", "autovacuum_vacuum_insert_scale_factor=0"}
+    command.upgrade(config, VACUUM_AFTER_NEW_POSTS)
+    assert storage() == expected
+    command.downgrade(config, "-1")
+    assert storage() == set()
+    command.upgrade(config, "head")
+    assert expected <= storage()
+    engine.dispose()

@@ -45,7 +45,9 @@ class Post(Base):
         Index("ix_posts_owner_id_created_at_id", "owner_id", "created_at", "id"),
         # Search on PostgreSQL: the titles holding every piece of the search, and a common
         # word's matches one time bucket at a time (app/db/grams.py; revision 8c3f1b6e2a90).
-        # Fast update with a small pending list keeps a new post's entries cheap to add.
+        # Fast update with a small pending list keeps a new post's entries cheap to add; every
+        # search reads that list too, so autovacuum takes `posts` after every 1,000 new posts
+        # (table storage parameters, which the model does not hold: revision e41b7c9d0a52).
         Index(
             "ix_posts_title_grams",
             "title_grams",
