@@ -18,9 +18,9 @@ burst (16 connections, 2 workers, the same data before and after
 `gin_clean_pending_list`): with 16 pages in the list, one common word 1,042 against
 1,321 req/s and deep pages of it 715 against 781; with 18 pages, deep pages 755 against
 883. A VACUUM of posts that only has new rows reads the new heap pages and the grams
-index once (0.1 s for 1,000,000 posts, 84 MB of index), and marks the new pages all-visible,
-which the feed's index-only scans use. The pending list itself stays: a smaller
-one made POST /posts/ slower (64 kB: 2,411 against 2,699 req/s, 128 kB: 2,553).
+index once (0.1 s for 1,000,000 posts, 84 MB of index), and marks the new pages
+all-visible, which the feed's index-only scans use. The pending list itself stays: a
+smaller one made POST /posts/ slower (64 kB: 2,411 against 2,699 req/s, 128 kB: 2,553).
 `ALTER TABLE ... SET (...)` takes a SHARE UPDATE EXCLUSIVE lock: reads and writes go on.
 SQLite: nothing (no autovacuum, no grams index).
 
