@@ -526,7 +526,8 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT $4::INTEGER[])
+                    WHERE title_grams @> ARRAY[steps.element]
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $4::INTEGER[]) ELSE ((SELECT $4::INTEGER[]))[1:1] END
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
@@ -636,7 +637,8 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT :walk_grams)
+                    WHERE title_grams @> ARRAY[steps.element]
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT :walk_grams) ELSE ((SELECT :walk_grams))[1:1] END
                       AND (published OR owner_id = :viewer_id)
                     OFFSET 0
                 ) AS candidates
@@ -749,7 +751,8 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT $5::INTEGER[])
+                    WHERE title_grams @> ARRAY[steps.element]
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $5::INTEGER[]) ELSE ((SELECT $5::INTEGER[]))[1:1] END
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
@@ -859,7 +862,8 @@ FROM (
             (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT :walk_grams)
+                    WHERE title_grams @> ARRAY[steps.element]
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT :walk_grams) ELSE ((SELECT :walk_grams))[1:1] END
                       AND (published OR owner_id = :viewer_id)
                     OFFSET 0
                 ) AS candidates

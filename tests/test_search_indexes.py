@@ -220,9 +220,11 @@ def test_the_rarest_pieces_go_to_the_index() -> None:
     assert len(plan.grams) == GRAMS_PICKED and plan.matches == 5  # pieces across the space: unlisted, rare
     assert {gram_hash("in ne"), gram_hash("lin nec")} <= set(plan.grams)  # the two pieces across the space
     assert plan.whole_table(keyset=False) == [queries.GRAMS_SEARCH[False]]
-    # The walk asks each bucket for the rarest piece alone.
-    rarest = {**common, "tlin": 900.0, "lin": 40.0}
-    assert plan_search("kotlin nectar", _statistics(rarest, unlisted=5_000)).walk_grams == [gram_hash("lin")]
+    # The walk asks a busy bucket for the rarest piece alone, a quiet one for the two rarest.
+    rarest = {**common, "lin": 40.0, "nec": 900.0}
+    walked = plan_search("kotlin nectar", _statistics(rarest, unlisted=5_000))
+    assert walked.walk_grams == [gram_hash("lin"), gram_hash("nec")] == walked.grams[:2]
+    assert plan_search("abc", _statistics({})).walk_grams == [gram_hash("abc")]  # one piece: that one
     assert not plan.window_may_fill(10)  # 5 matches in a million: none expected among the newest 500
 
 
@@ -413,8 +415,10 @@ def test_the_generic_plan_walks_buckets_through_the_grams_index(feed: Feed, sql:
     plan = _generic_plan(feed, sql, queries.GRAMS_WALK[keyset], values)
     assert "Recursive Union" in plan and "Bitmap Index Scan on ix_posts_title_grams" in plan, plan
     assert "Filter: (title_grams @>" not in plan, plan
-    # The bucket and the pieces as two keys of one index scan: the scan ends when either runs out.
-    assert "Index Cond: ((title_grams @> ARRAY[steps.element]) AND (title_grams @> $" in plan, plan
+    # The bucket and the pieces as two keys of one index scan: the scan ends when either runs out;
+    # the pieces are two for a quiet bucket, one for a busy one.
+    cond = "Index Cond: ((title_grams @> ARRAY[steps.element]) AND (title_grams @> CASE WHEN steps.quiet THEN $"
+    assert cond in plan, plan
     # A bucket's newest posts (`scan` of them) are read down the feed index, not sorted.
     assert "Index Scan Backward using ix_posts_created_at_id on posts newest" in plan, plan
 
@@ -579,6 +583,48 @@ def test_the_walk_pages_exactly_whatever_it_reads_down_the_feed(burst: Feed, sql
                 assert walked == expected[start + skip : start + skip + limit], (keyset, limit, skip)
         finally:
             connection.execute("DEALLOCATE walk")
+
+
+def _candidates_rejected(plan: Any) -> int:
+    """Posts an EXPLAIN (ANALYZE, FORMAT JSON) plan read from the grams index and then found not to match."""
+    rejected = 0
+    if plan.get("Alias") == "candidates":
+        rejected += plan.get("Rows Removed by Filter", 0) * plan.get("Actual Loops", 1)
+    return rejected + sum(_candidates_rejected(child) for child in plan.get("Plans", []))
+
+
+@needs_postgresql
+def test_a_quiet_bucket_is_asked_for_two_pieces(client: TestClient, burst: Feed, sql: Connection) -> None:
+    """A burst that matches nothing but holds the search's rarest piece (`guitar` holds `tar`, a
+    piece of `nectar`): its buckets are quiet, and asked for the two rarest pieces, so none of
+    its posts is a candidate; a busy bucket is asked for the rarest alone, and the page is exact."""
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'guitar ' || i, 'guitar ' || i, 'c', true, timestamptz '2026-01-01' + i * interval '10 ms', "
+            ":owner_id FROM generate_series(1, 3000) AS i"
+        ),
+        {"owner_id": burst.reader.id},
+    )
+    write_title_grams(sql)
+    expected = _expected(burst, "nectar")
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    values: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"pattern": "'%nectar%'", "scan": 0, "limit": 10, "skip": 0}
+    prepared = queries.GRAMS_WALK[False]
+    connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
+    try:
+        rejected = {}
+        for pieces in ([gram_hash("tar"), gram_hash("nec")], [gram_hash("tar")]):
+            values["walk_grams"] = f"ARRAY{pieces}"
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            assert [row[0] for row in connection.execute(f"EXECUTE walk ({arguments})")] == expected[:10]
+            (plan,) = connection.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE walk ({arguments})").fetchone()
+            rejected[len(pieces)] = _candidates_rejected(plan[0]["Plan"])
+    finally:
+        connection.execute("DEALLOCATE walk")
+    assert rejected[2] == 0 and rejected[1] >= 3000, rejected  # with the rarest alone: every guitar
 
 
 @needs_postgresql

@@ -364,6 +364,12 @@ GRAMS_SEARCH = {
 # array, GIN steps through every post of its rarest element, the bucket (0.59 against 0.10
 # ms for 9,420 posts of a burst on the benchmark's data). A step keeps at most skip + limit
 # rows (no later row of it can be on the page), so its sort keeps only those.
+# A step asks the index for the search's rarest piece, and a quiet one (below) for the two
+# rarest (`walk_grams`): a burst of posts that match nothing may still hold the rarest piece
+# (`egret`, on the benchmark's burst, holds `gre`, the rarest piece of `postgres` by the
+# statistics of before it), and each of its posts is then a candidate to read and reject
+# (1,668 of them a 16-second bucket). Two pieces rarely meet in such posts; in a busy step,
+# a second piece narrows little and costs its posting list.
 # A bucket's matches all come from the index, and all are read and sorted, however few the
 # page needs: where a bucket holds many (1,296 of a 16-second bucket of 22,779 posts that the
 # create scenario wrote, on the benchmark's data), that is most of the walk. So a step first
@@ -453,7 +459,7 @@ def _grams_walk(*, keyset: bool) -> Prepared:
     # LIMIT in view, a plan made for a rare phrase expected fewer rows, and after a few such
     # phrases on a connection every walk there was planned again (1.3 ms, then 1.8 against 0.75 ms
     # to run, on the benchmark's data).
-    scan, pattern = "(SELECT :scan)", "(SELECT :pattern)"
+    scan, pattern, pieces = "(SELECT :scan)", "(SELECT :pattern)", "(SELECT :walk_grams)"
     limit, skip, reach = "(SELECT :limit)", "(SELECT :skip)", "(SELECT :limit + :skip)"
     walk = text(
         f"""
@@ -489,7 +495,8 @@ def _grams_walk(*, keyset: bool) -> Prepared:
             (
                 SELECT {", ".join(f"candidates.{name}" for name in POST_COLUMNS)} FROM (
                     SELECT {columns}, title_folded FROM posts
-                    WHERE title_grams @> ARRAY[steps.element] AND title_grams @> (SELECT :walk_grams)
+                    WHERE title_grams @> ARRAY[steps.element]
+                      AND title_grams @> CASE WHEN steps.quiet THEN {pieces} ELSE ({pieces})[1:1] END
                       AND (published OR owner_id = :viewer_id)
                     OFFSET 0
                 ) AS candidates
