@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/driver.py [--users N] [--posts N] [--duration S] [--rounds N]
         [--connections C] [--scenarios list,search,get,create,vote,login] [--out DIR]
-        LABEL=http://127.0.0.1:PORT [LABEL=URL ...]
+        [--database-url postgresql://... ...] LABEL=http://127.0.0.1:PORT [LABEL=URL ...]
 
 The first target is the baseline of the ratios. For every target the driver logs in as
 seeded users (user<i>@example.com, `--password`) to get one token per connection, then,
@@ -11,7 +11,9 @@ seconds with `--connections` connections (`--login-connections` for login), one 
 per connection so that every connection is one user with its own token. Before the
 recorded rounds each target gets an unrecorded warm-up; from one round to the next the
 order of the targets is reversed, and before every run the driver waits until all
-targets answer quickly again (a slow server may still be busy with the last run).
+targets answer quickly again (a slow server may still be busy with the last run) and,
+given the targets' databases (`--database-url`), until no statement runs on them (a
+server keeps running what a client stopped waiting for).
 
 Printed, and written to OUT/results.md and OUT/results.json: per target and scenario the
 median req/s over the rounds (and its range), the median p50 and p99 latency (wrk's
@@ -37,6 +39,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCENARIOS = ["list", "search", "get", "create", "vote", "login"]  # the reads first: the writes change the data
@@ -143,14 +147,34 @@ def answers_quickly(base: str, seconds: float) -> bool:
         return False
 
 
-def settle(targets: list[Target], pause: float, patience: float = 60.0) -> None:
-    """Pause, then wait until every target answers within 50 ms again."""
+def statements_running(database_url: str) -> int:
+    """How many statements other sessions are running on the database now."""
+    libpq_url = re.sub(r"^postgresql\+\w+://", "postgresql://", database_url)
+    with psycopg.connect(libpq_url, autocommit=True) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def settle(targets: list[Target], pause: float, databases: list[str], patience: float = 60.0) -> None:
+    """Pause, then wait until every target answers within 50 ms again and no statement runs on
+    `databases`: a server whose client gave up (wrk stops at the end of a run) may still be
+    running what it was asked, seconds of it for a search the server has no index for, and the
+    next run would share the CPU with it."""
     time.sleep(pause)
     deadline = time.monotonic() + patience
     for target in targets:
         while not answers_quickly(target.url, 0.05):
             if time.monotonic() > deadline:
                 say(f"{target.label} is still slow to answer after {patience:.0f}s; going on")
+                return
+            time.sleep(0.2)
+    for database in databases:
+        while statements_running(database):
+            if time.monotonic() > deadline:
+                say(f"statements still run on {database} after {patience:.0f}s; going on")
                 return
             time.sleep(0.2)
 
@@ -278,6 +302,12 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", default=".", help="directory for results.md, results.json and the token files")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    parser.add_argument(
+        "--database-url",
+        action="append",
+        default=[],
+        help="a target's PostgreSQL database (repeat it): before each run, wait until no statement runs there",
+    )
     args = parser.parse_args()
 
     scenarios = [name for name in args.scenarios.split(",") if name]
@@ -312,11 +342,11 @@ def main() -> None:
     for scenario in scenarios:
         if args.warmup > 0:
             for target in targets:
-                settle(targets, args.pause)
+                settle(targets, args.pause, args.database_url)
                 run_wrk(target, scenario, args.warmup, args, -1)
         for round_ in range(args.rounds):
             for target in targets if round_ % 2 == 0 else targets[::-1]:
-                settle(targets, args.pause)
+                settle(targets, args.pause, args.database_url)
                 run = run_wrk(target, scenario, args.duration, args, round_)
                 runs.append(run)
                 extra = f" (+{run.expected_non_2xx} expected)" if run.expected_non_2xx else ""

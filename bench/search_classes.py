@@ -52,6 +52,7 @@ def drive(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     command = [sys.executable, str(BENCH / "driver.py"), "--users", str(args.users), "--posts", str(args.posts)]
     command += ["--duration", str(args.duration), "--rounds", str(args.rounds), "--out", str(out)]
     command += ["--scenarios", ",".join(args.classes), *args.targets]
+    command += [option for url in args.database_url for option in ("--database-url", url)]
     subprocess.run(command, check=True)
     summary: list[dict[str, Any]] = json.loads((out / "results.json").read_text())["summary"]
     return summary
