@@ -597,7 +597,7 @@ def _candidates_rejected(plan: Any) -> int:
 def test_a_quiet_bucket_is_asked_for_two_pieces(client: TestClient, burst: Feed, sql: Connection) -> None:
     """A burst that matches nothing but holds the search's rarest piece (`guitar` holds `tar`, a
     piece of `nectar`): its buckets are quiet, and asked for the two rarest pieces, so none of
-    its posts is a candidate; a busy bucket is asked for the rarest alone, and the page is exact."""
+    its posts is a candidate; asked for the rarest alone, every one is. The page is exact both ways."""
     sql.execute(
         text(
             "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
