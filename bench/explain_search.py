@@ -178,6 +178,7 @@ def steps_of(session: Session, case: Case, params: dict[str, object], plan: Sear
     if rows < case.limit:
         for prepared in plan.whole_table(keyset=keyset, reach=reach, head_typical=head_typical):
             values = {**params, "grams": plan.grams, "walk_grams": plan.walk_grams, "scan": plan.walk_scan(reach)}
+            values |= {"quiet_sample": plan.quiet_sample, "second_rate": plan.second_rate(reach)}
             if run("the whole table", prepared, values) >= case.limit:
                 break
     return done

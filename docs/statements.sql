@@ -436,7 +436,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[False] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, pattern, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, quiet_sample, pattern, second_rate, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -449,28 +449,39 @@ FROM (
             FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT $2::INTEGER)
                 ) AS sample
-                WHERE sample.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
             ) AS quiet
             OFFSET 0
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
@@ -482,44 +493,55 @@ FROM (
             ) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT $2::INTEGER)
                 ) AS sample
-                WHERE sample.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
             ) AS quiet
             OFFSET 0
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (SELECT (SELECT $3::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT $5::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
-            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $3::INTEGER) - 1, 0) LIMIT 1
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest  ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $5::INTEGER) - 1, 0) LIMIT 1
         ) AS scanned_to ON true
         CROSS JOIN LATERAL (
             (
                 SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
                     SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
-                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $3::INTEGER)
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest  ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $5::INTEGER)
                 ) AS scanned
-                WHERE scanned.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+                WHERE scanned.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
                   AND (scanned.published OR scanned.owner_id = $1::INTEGER)
             )
             UNION ALL
@@ -527,27 +549,27 @@ FROM (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
                     WHERE title_grams @> ARRAY[steps.element]
-                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $4::INTEGER[]) ELSE ((SELECT $4::INTEGER[]))[1:1] END
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $6::INTEGER[]) ELSE ((SELECT $6::INTEGER[]))[1:1] END
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE (SELECT $2::VARCHAR) ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
 
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT (SELECT $5::INTEGER + $6::INTEGER)
+                LIMIT (SELECT $7::INTEGER + $8::INTEGER)
             )
-            LIMIT (SELECT $5::INTEGER + $6::INTEGER)
+            LIMIT (SELECT $7::INTEGER + $8::INTEGER)
         ) AS found
-        LIMIT (SELECT $5::INTEGER) OFFSET (SELECT $6::INTEGER)
+        LIMIT (SELECT $7::INTEGER) OFFSET (SELECT $8::INTEGER)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $7::INTEGER AND NOT (EXISTS (SELECT *
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $9::INTEGER AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
-WHERE revoked_tokens.jti = $8::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+WHERE revoked_tokens.jti = $10::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -560,19 +582,23 @@ FROM (
             FROM (SELECT (SELECT max(created_at) FROM posts) AS newest OFFSET 0) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT :quiet_sample)
                 ) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) AS quiet
@@ -580,8 +606,15 @@ FROM (
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
@@ -593,19 +626,23 @@ FROM (
             ) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT :quiet_sample)
                 ) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) AS quiet
@@ -613,8 +650,15 @@ FROM (
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
@@ -661,7 +705,7 @@ FROM revoked_tokens
 WHERE revoked_tokens.jti = :viewer_jti))) ORDER BY page.created_at DESC, page.id DESC;
 
 -- GRAMS_WALK[True] (proves the viewer's account) (a search: stopped after SEARCH_TIMEOUT_MS)
--- parameters: viewer_id, before_id, pattern, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
+-- parameters: viewer_id, before_id, quiet_sample, pattern, second_rate, scan, walk_grams, limit, skip, viewer_generation, viewer_jti
 -- PostgreSQL:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -674,28 +718,39 @@ FROM (
             FROM (SELECT (SELECT created_at FROM posts WHERE id = $2::INTEGER) AS newest OFFSET 0) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT $3::INTEGER)
                 ) AS sample
-                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                WHERE sample.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
             ) AS quiet
             OFFSET 0
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
@@ -707,44 +762,55 @@ FROM (
             ) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT $3::INTEGER)
                 ) AS sample
-                WHERE sample.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                WHERE sample.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
             ) AS quiet
             OFFSET 0
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32
         )
         SELECT found.* FROM steps
-        CROSS JOIN LATERAL (SELECT (SELECT $4::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
+        CROSS JOIN LATERAL (SELECT (SELECT $6::INTEGER) > 0 AND NOT steps.quiet AS scans OFFSET 0) AS scan
         LEFT JOIN LATERAL (
-            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $4::INTEGER) - 1, 0) LIMIT 1
+            SELECT last.created_at, last.id FROM posts AS last WHERE scan.scans AND last.created_at >= steps.lower AND last.created_at <= steps.newest AND (last.created_at, last.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY last.created_at DESC, last.id DESC OFFSET greatest((SELECT $6::INTEGER) - 1, 0) LIMIT 1
         ) AS scanned_to ON true
         CROSS JOIN LATERAL (
             (
                 SELECT scanned.id, scanned.title, scanned.content, scanned.published, scanned.created_at, scanned.owner_id FROM (
                     SELECT newest.id, newest.title, newest.content, newest.published, newest.created_at, newest.owner_id, newest.title_folded
-                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $4::INTEGER)
+                    FROM posts AS newest WHERE scan.scans AND newest.created_at >= steps.lower AND newest.created_at <= steps.newest AND (newest.created_at, newest.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER) ORDER BY newest.created_at DESC, newest.id DESC LIMIT (SELECT $6::INTEGER)
                 ) AS scanned
-                WHERE scanned.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                WHERE scanned.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
                   AND (scanned.published OR scanned.owner_id = $1::INTEGER)
             )
             UNION ALL
@@ -752,27 +818,27 @@ FROM (
                 SELECT candidates.id, candidates.title, candidates.content, candidates.published, candidates.created_at, candidates.owner_id FROM (
                     SELECT id, title, content, published, created_at, owner_id, title_folded FROM posts
                     WHERE title_grams @> ARRAY[steps.element]
-                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $5::INTEGER[]) ELSE ((SELECT $5::INTEGER[]))[1:1] END
+                      AND title_grams @> CASE WHEN steps.quiet THEN (SELECT $7::INTEGER[]) ELSE ((SELECT $7::INTEGER[]))[1:1] END
                       AND (published OR owner_id = $1::INTEGER)
                     OFFSET 0
                 ) AS candidates
-                WHERE candidates.title_folded LIKE (SELECT $3::VARCHAR) ESCAPE '/'
+                WHERE candidates.title_folded LIKE (SELECT $4::VARCHAR) ESCAPE '/'
                   AND candidates.created_at >= steps.lower AND candidates.created_at <= steps.newest
                   AND (candidates.created_at, candidates.id) < ((SELECT cursor.created_at FROM posts AS cursor WHERE cursor.id = $2::INTEGER AND (cursor.published OR cursor.owner_id = $1::INTEGER)), $2::INTEGER)
                   AND (NOT scan.scans
                        OR (candidates.created_at, candidates.id) < (scanned_to.created_at, scanned_to.id))
                 ORDER BY candidates.created_at DESC, candidates.id DESC
-                LIMIT (SELECT $6::INTEGER + $7::INTEGER)
+                LIMIT (SELECT $8::INTEGER + $9::INTEGER)
             )
-            LIMIT (SELECT $6::INTEGER + $7::INTEGER)
+            LIMIT (SELECT $8::INTEGER + $9::INTEGER)
         ) AS found
-        LIMIT (SELECT $6::INTEGER) OFFSET (SELECT $7::INTEGER)
+        LIMIT (SELECT $8::INTEGER) OFFSET (SELECT $9::INTEGER)
         ) AS page JOIN users ON users.id = page.owner_id
 WHERE EXISTS (SELECT *
 FROM users AS viewer
-WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $8::INTEGER AND NOT (EXISTS (SELECT *
+WHERE viewer.id = $1::INTEGER AND viewer.token_generation = $10::INTEGER AND NOT (EXISTS (SELECT *
 FROM revoked_tokens
-WHERE revoked_tokens.jti = $9::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
+WHERE revoked_tokens.jti = $11::VARCHAR))) ORDER BY page.created_at DESC, page.id DESC;
 -- SQLite:
 SELECT page.id, page.title, page.content, page.published, page.created_at, page.owner_id, users.email AS owner_email, users.created_at AS owner_created_at, (SELECT count(*) AS count_1
 FROM votes
@@ -785,19 +851,23 @@ FROM (
             FROM (SELECT (SELECT created_at FROM posts WHERE id = :before_id) AS newest OFFSET 0) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT :quiet_sample)
                 ) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) AS quiet
@@ -805,8 +875,15 @@ FROM (
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL
@@ -818,19 +895,23 @@ FROM (
             ) AS head
             CROSS JOIN LATERAL (
         SELECT head.newest AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * 4096) ELSE to_timestamp(bucket.fine * 16) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * 4096)
+                                  WHEN 1 THEN to_timestamp(bucket.fine * 16)
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE CAST(-1073741824 - mod(CAST(bucket.second AS BIGINT), 1073741824) AS INTEGER) END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM head.newest) / 4096) AS coarse,
-                   floor(extract(epoch FROM head.newest) / 16) AS fine
+                   floor(extract(epoch FROM head.newest) / 16) AS fine,
+                   floor(extract(epoch FROM head.newest)) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= head.newest
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT 64
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT (SELECT :quiet_sample)
                 ) AS sample
                 WHERE sample.title_folded LIKE (SELECT :pattern) ESCAPE '/'
             ) AS quiet
@@ -838,8 +919,15 @@ FROM (
         ) AS look
         CROSS JOIN LATERAL (SELECT ((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp((bucket.coarse + 1) * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1) - coalesce((SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp(bucket.coarse * 4096) ORDER BY earlier.created_at DESC, earlier.id DESC LIMIT 1), 0)) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= 4096
-                OR (look.quiet AND bucket_posts.posts <= 32768) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     ) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < 32

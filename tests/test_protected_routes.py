@@ -210,6 +210,8 @@ def test_statements_that_prove_the_viewer_find_nothing_and_change_nothing_unless
         "grams": grams("visible")[:3],
         "walk_grams": grams("visible")[:1],
         "scan": 5,
+        "second_rate": 256,
+        "quiet_sample": 64,
         "title_grams": grams("t"),
         "before_id": targets["post_id"] + 1,
         "title": "t",

@@ -40,12 +40,17 @@ from app.db.grams import (
     gram_hash,
     gram_pieces,
     grams,
+    second_element,
     title_grams,
 )
 from app.domain.posts import (
+    COMMON_QUIET_SAMPLE,
     GRAMS_PICKED,
     GRAMS_SEARCH_MAX,
     GRAMS_WALK_ABOVE,
+    QUIET_SAMPLE,
+    SECOND_MIN_RATE,
+    SECOND_STEPS,
     SHORT_WALK_REACH,
     GramStatistics,
     SearchPlan,
@@ -188,13 +193,14 @@ def test_hashes_and_buckets_never_meet() -> None:
 def test_a_post_carries_its_grams_and_the_bucket_of_its_created_at(
     client: TestClient, make_account: Callable[..., Account], sql: Connection
 ) -> None:
-    """PostgreSQL adds the bucket from now() at INSERT and from created_at on an edit: both as Python computes them."""
+    """PostgreSQL adds the buckets from now() at INSERT and from created_at on an edit, and its trigger the
+    second of created_at (a post this recent): all as Python computes them."""
     author = make_account()
     post = client.post("/posts/", json={"title": "Kotlin Nectar", "content": "c"}, headers=author.headers).json()
 
     def stored() -> tuple[list[int], list[int]]:
         row = sql.execute(text("SELECT title_grams, created_at FROM posts WHERE id = :id"), {"id": post["id"]}).one()
-        return row[0], title_grams(fold(title), row[1])
+        return row[0], [*title_grams(fold(title), row[1]), second_element(row[1])]
 
     title = "Kotlin Nectar"
     written, expected = stored()
@@ -412,6 +418,7 @@ def test_the_generic_plan_walks_buckets_through_the_grams_index(feed: Feed, sql:
     """Each bucket's matches come from the grams index, never from a walk down the feed that
     checks every title's grams (that was 850 ms a bucket on the benchmark's data)."""
     values: dict[str, object] = {"pattern": "'%filler%'", "walk_grams": f"ARRAY[{gram_hash('fil')}]", "scan": 100}
+    values |= {"second_rate": 256, "quiet_sample": 64}
     plan = _generic_plan(feed, sql, queries.GRAMS_WALK[keyset], values)
     assert "Recursive Union" in plan and "Bitmap Index Scan on ix_posts_title_grams" in plan, plan
     assert "Filter: (title_grams @>" not in plan, plan
@@ -571,6 +578,7 @@ def test_the_walk_pages_exactly_whatever_it_reads_down_the_feed(burst: Feed, sql
     assert connection is not None
     values: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
     values |= {"pattern": "'%nectar%'", "walk_grams": f"ARRAY[{gram_hash('nec')}]", "scan": scan, "before_id": cursor}
+    values |= {"second_rate": 256, "quiet_sample": 64}
     for keyset in (False, True):
         prepared = queries.GRAMS_WALK[keyset]
         connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
@@ -611,7 +619,7 @@ def test_a_quiet_bucket_is_asked_for_two_pieces(client: TestClient, burst: Feed,
     connection = sql.connection.driver_connection
     assert connection is not None
     values: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
-    values |= {"pattern": "'%nectar%'", "scan": 0, "limit": 10, "skip": 0}
+    values |= {"pattern": "'%nectar%'", "scan": 0, "second_rate": 256, "quiet_sample": 64, "limit": 10, "skip": 0}
     prepared = queries.GRAMS_WALK[False]
     connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
     try:
@@ -656,6 +664,117 @@ def test_a_burst_spread_over_many_buckets_is_walked_a_bucket_at_a_time(
     ]
 
 
+# --- a head written at hundreds of posts a second: one second at a time ------------------------
+
+FAST = 500  # posts a second, for FAST_SECONDS: a 16-second bucket of 8,000 posts, a quarter matching
+FAST_SECONDS = 16
+
+
+def _fast_head(sql: Connection, owner_id: int, start: str) -> None:
+    """FAST_SECONDS of FAST posts a second from `start` (an SQL timestamptz): every fourth is "nectar",
+    every 89th of those a draft; then write_title_grams."""
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT t.title, t.title, 'c', i % 356 <> 0, "
+            f"{start} + i * interval '1 second' / {FAST}, :owner_id FROM generate_series(1, :posts) AS i "
+            "CROSS JOIN LATERAL (SELECT CASE WHEN i % 4 = 0 THEN 'fast nectar ' ELSE 'fast ' END || i AS title) AS t"
+        ),
+        {"owner_id": owner_id, "posts": FAST * FAST_SECONDS},
+    )
+    write_title_grams(sql)
+
+
+@pytest.fixture
+def fast(burst: Feed, make_account: Callable[..., Account], sql: Connection) -> Iterator[Feed]:
+    """The burst's feed under two fast heads: one written before revision 3f7a9c2e5b18 (its posts hold no
+    second), one after it (an hour from now), each FAST_SECONDS of FAST posts a second."""
+    author = make_account()
+    _fast_head(sql, author.id, "timestamptz '2026-01-01 00:00:00+00'")
+    _fast_head(sql, author.id, "date_trunc('hour', now()) + interval '1 hour'")
+    sql.exec_driver_sql("ANALYZE posts")
+    rows = sql.execute(text("SELECT id, title FROM posts WHERE published ORDER BY created_at DESC, id DESC")).all()
+    yield Feed(burst.reader, {row[0]: row[1] for row in rows})
+
+
+@needs_postgresql
+def test_posts_since_the_revision_hold_their_second(fast: Feed, sql: Connection) -> None:
+    """The trigger adds the second of created_at to what any writer stores (here write_title_grams, as an
+    older Agora writes: pieces and two buckets), for posts since the revision; older ones get none."""
+    since = sql.execute(text("SELECT agora_second_buckets_since()")).scalar_one()
+    rows = sql.execute(text("SELECT title_grams, created_at, title_folded FROM posts")).all()
+    assert any(created_at >= since for _, created_at, _ in rows) and any(
+        created_at < since for _, created_at, _ in rows
+    )
+    for stored, created_at, folded in rows:
+        seconds = [second_element(created_at)] if created_at >= since else []
+        assert sorted(stored) == sorted([*title_grams(folded, created_at), *seconds]), created_at
+
+
+def _walk_candidates(plan: Any) -> int:
+    """Rows an EXPLAIN (ANALYZE, FORMAT JSON) plan of GRAMS_WALK read from the grams index, over all steps."""
+    read = 0
+    if plan.get("Node Type") == "Bitmap Heap Scan":
+        read += plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)
+    return read + sum(_walk_candidates(child) for child in plan.get("Plans", []))
+
+
+@needs_postgresql
+@pytest.mark.parametrize("keyset", [False, True])
+def test_a_fast_head_is_walked_a_second_at_a_time_and_pages_exactly(fast: Feed, sql: Connection, keyset: bool) -> None:
+    """Pages of a word a quarter of a fast head holds: the same posts, in the same order, whether the walk
+    takes its busy buckets a second at a time or 16 seconds at a time (`second_rate` 0), into the fast
+    head written before the revision (whose posts hold no second) and on past it; a second at a time,
+    a page reads a second's matches, not the 16-second bucket's 2,000."""
+    expected = _expected(fast, "nectar")
+    cursor = expected[3]
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    values: dict[str, object] = {"viewer_id": fast.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"pattern": "'%nectar%'", "walk_grams": f"ARRAY[{gram_hash('nec')}]", "scan": 0, "before_id": cursor}
+    values["quiet_sample"] = 64
+    prepared = queries.GRAMS_WALK[keyset]
+    start = expected.index(cursor) + 1 if keyset else 0
+    head = FAST * FAST_SECONDS // 4 * 88 // 89  # the published matches of one fast head
+    connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
+    try:
+        read: dict[int, int] = {}
+        for rate in (256, 0):
+            pages = [(10, 0), (100, 37), (10, 300), (100, head - 50), (100, head + 300), (10, head + 1_990)]
+            for limit, skip in pages:
+                values |= {"limit": limit, "skip": skip, "second_rate": rate}
+                arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+                walked = [row[0] for row in connection.execute(f"EXECUTE walk ({arguments})")]
+                assert walked == expected[start + skip : start + skip + limit], (rate, limit, skip)
+            values |= {"limit": 10, "skip": 300}
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            (plan,) = connection.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE walk ({arguments})").fetchone()
+            read[rate] = _walk_candidates(plan[0]["Plan"])
+    finally:
+        connection.execute("DEALLOCATE walk")
+    # 125 matches a second: the page 310 deep is in the third second; the 16-second bucket holds 2,000
+    # (less the drafts, which the index scan leaves out).
+    assert read[256] <= 4 * FAST // 4 and read[0] >= 1_900, read
+
+
+def test_the_second_rate_asks_for_a_few_steps_of_a_deep_page() -> None:
+    """A busy step goes a second at a time from DENSE_BUCKET posts in 16 seconds, and for a deep page or a
+    rarer word only where a second holds 1/SECOND_STEPS of the page's matches by the statistics."""
+    plan = SearchPlan(grams=[1], matches=60_000, posts=1_000_000, one_word=True)
+    assert plan.second_rate(10) == queries.DENSE_BUCKET // FINE_BUCKET_SECONDS == SECOND_MIN_RATE
+    assert plan.second_rate(410) == math.ceil(410 / 0.06 / SECOND_STEPS)  # 855 posts a second
+    assert SearchPlan(grams=[1], matches=math.inf, posts=math.inf).second_rate(410) == SECOND_MIN_RATE
+    assert plan.second_rate(2**63) == 1_000_000  # a bound an integer parameter takes
+
+
+def test_a_common_search_looks_at_more_of_a_step_before_calling_it_quiet() -> None:
+    """128 posts for a word in 1/32 of the titles or more (64 of them miss a 6 % word 1.9 % of the time),
+    64 for a rarer search (nearly every step is quiet for it, and the look reads the whole sample)."""
+    assert SearchPlan(grams=[1], matches=60_000, posts=1_000_000).quiet_sample == COMMON_QUIET_SAMPLE == 128
+    assert SearchPlan(grams=[1], matches=31_000, posts=1_000_000).quiet_sample == QUIET_SAMPLE == 64
+    assert SearchPlan(grams=[1], matches=math.inf, posts=math.inf).quiet_sample == QUIET_SAMPLE
+
+
 @needs_postgresql
 def test_postgresql_plans_the_walk_once_per_connection(burst: Feed, sql: Connection) -> None:
     """GRAMS_WALK runs on a generic plan after its first executions, whatever the word and the scan:
@@ -664,6 +783,7 @@ def test_postgresql_plans_the_walk_once_per_connection(burst: Feed, sql: Connect
     viewer: dict[str, object] = {"viewer_id": burst.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
     executions = [
         {**viewer, "limit": 10, "skip": 0, "pattern": f"'%{search}%'", "scan": scan}
+        | {"second_rate": 256, "quiet_sample": 64}
         | {"walk_grams": f"ARRAY[{grams(search)[0]}]"}
         for search, scan in [("nectar", 25), ("kotlin", 0), ("noise", 40), ("nectar 1", 1_024), ("nec", 12)] * 2
     ]
@@ -686,6 +806,7 @@ def test_a_plan_made_for_the_values_of_a_search_expects_what_the_generic_plan_do
     pattern = f"'{queries.like_pattern(search)}'"
     values: dict[str, object] = {"viewer_id": feed.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
     values |= {"skip": 0, "limit": 100, "before_id": next(iter(feed.titles)), "scan": 0 if " " in search else 40}
+    values |= {"second_rate": 256, "quiet_sample": 64}
     values |= {"grams": _grams_literal(search), "pattern": pattern, "walk_grams": f"ARRAY{grams(search)[:1]}"}
     for prepared in (queries.GRAMS_SEARCH[keyset], queries.GRAMS_WALK[keyset]):
         custom_plan = explain_execute(sql, prepared, values, "force_custom_plan")

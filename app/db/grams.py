@@ -27,6 +27,12 @@ search for a common word walks the buckets newest first (GRAMS_WALK) and finds e
 bucket's matches through the same index, so it never steps over posts that match nothing
 one by one; where a 4,096-second bucket holds more than a few thousand posts (a busy
 hour), the walk takes it 16 seconds at a time, so that no step reads too many matches.
+
+Posts written since revision 3f7a9c2e5b18 hold a third one, the second of `created_at`
+(`second_element`), which a trigger of that revision adds to every row it writes: where a
+16-second bucket holds tens of thousands of posts (a feed written at thousands a second),
+the walk takes it a second at a time. Older posts do not hold it, and the walk takes no
+second older than the revision (`agora_second_buckets_since()`, SQL).
 """
 
 import string
@@ -90,6 +96,23 @@ def title_grams(folded_title: str, created_at: datetime) -> list[int]:
     """All of `title_grams` for a post: its buckets and its pieces (as revision 8c3f1b6e2a90 and the
     seed write it; the API writes the pieces and lets PostgreSQL add the buckets of now())."""
     return [*bucket_elements(created_at), *grams(folded_title)]
+
+
+# The second of created_at, below every other element: -2**30 - (epoch second mod 2**30), so
+# that it wraps every 34 years (a step keeps only its own stretch of time, so a wrapped
+# second's posts are read and left out, never taken). The 16-second elements stay above
+# -2**30 until 2106.
+SECOND_ELEMENT_BASE = -(2**30)
+
+
+def second_element(created_at: datetime) -> int:
+    """The element for the second of `created_at` that revision 3f7a9c2e5b18's trigger adds."""
+    return SECOND_ELEMENT_BASE - bucket_of(created_at, 1) % 2**30
+
+
+def second_element_sql(second: str) -> str:
+    """SQL for `second_element`, `second` an SQL number of whole seconds since 1970."""
+    return f"CAST({SECOND_ELEMENT_BASE} - mod(CAST({second} AS BIGINT), {2**30}) AS INTEGER)"
 
 
 def bucket_elements_sql(moment: str) -> str:

@@ -37,7 +37,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 from sqlalchemy.types import TypeEngine
 
 from app.db.backends import Prepared
-from app.db.grams import BUCKET_SECONDS, FINE_BUCKET_SECONDS, bucket_elements_sql
+from app.db.grams import BUCKET_SECONDS, FINE_BUCKET_SECONDS, bucket_elements_sql, second_element_sql
 from app.db.models import Post, RevokedToken, User, Vote
 
 users = cast(Table, User.__table__)
@@ -374,27 +374,39 @@ GRAMS_SEARCH = {
 # page needs: where a bucket holds many (1,296 of a 16-second bucket of 22,779 posts that the
 # create scenario wrote, on the benchmark's data), that is most of the walk. So a step first
 # reads its `scan` newest posts down the feed index (`scan` from the search's statistics:
-# twice the posts that hold the page; 0: none), when its newest WALK_SAMPLE posts hold a
+# twice the posts that hold the page; 0: none), when its newest `quiet_sample` posts hold a
 # match (not when they are a burst of posts on something else: there the index finds nothing
 # at the cost of a few page reads), and the index answers for the rest of the bucket only,
 # older than the last post read (`scanned_to`); the two parts, in this order, are the step's
 # rows in the feed's order, and LIMIT stops before the index part when the scan filled the
 # page. Keyed by keyset.
-# A quiet stretch (the step's newest WALK_SAMPLE posts hold no match: a burst, or an hour of
+# A quiet stretch (the step's newest `quiet_sample` posts hold no match: a burst, or an hour of
 # posts on something else) is taken 4,096 seconds at a time up to QUIET_BUCKET posts: there
 # the index reads the bucket's few matches, and 16-second steps through a burst spread over
 # an hour ran out of WALK_BUCKETS before they reached a match. Above QUIET_BUCKET, a bucket
 # may hold a busy hour's matches under the quiet ones, all of which the index would read.
+# `quiet_sample` is a value of the search (SearchPlan.quiet_sample): a busy bucket's newest
+# posts hold none of a common word now and then (64 posts, a word in 6 % of them: 1.9 % of
+# the time), and the step then reads all its matches.
 WALK_BUCKETS = 32
 DENSE_BUCKET = 4096
 QUIET_BUCKET = 32_768
-WALK_SAMPLE = 64
+RATE_SAMPLE = 64
 
 
-def _walk_step(newest: str, pattern: str) -> str:
+# A busy step (not quiet, not sparse) is taken one second at a time (the element of revision
+# 3f7a9c2e5b18) where the feed is written at `second_rate` posts a second or more (a value of
+# the search, SearchPlan.second_rate): its newest RATE_SAMPLE posts are written within
+# RATE_SAMPLE / second_rate seconds, which one probe of the feed index tells from the posts
+# themselves (counting by ids would take the gaps deleted posts leave for posts). A 16-second
+# bucket of the create scenario's posts held 22,948 posts, and a deep page read all 1,428 of
+# its matches. Never for a second older than the revision: its posts do not hold the element.
+
+
+def _walk_step(newest: str, pattern: str, quiet_sample: str, second_rate: str) -> str:
     """SQL of one step of GRAMS_WALK from `newest` (the newest created_at it covers): its lower
-    bound, its bucket's element (odd: 4,096 s; even: 16 s, app/db/grams.py), and whether its
-    newest posts hold no match of `pattern` (`quiet`)."""
+    bound, its bucket's element (odd: 4,096 s; even: 16 s; below -2**30: one second,
+    app/db/grams.py), and whether its newest posts hold no match of `pattern` (`quiet`)."""
     coarse, fine = BUCKET_SECONDS, FINE_BUCKET_SECONDS
     newest_id_before = (
         "(SELECT earlier.id FROM posts AS earlier WHERE earlier.created_at < to_timestamp({} * {}) "
@@ -404,21 +416,32 @@ def _walk_step(newest: str, pattern: str) -> str:
         f"{newest_id_before.format('(bucket.coarse + 1)', coarse)} - "
         f"coalesce({newest_id_before.format('bucket.coarse', coarse)}, 0)"
     )
+    # The RATE_SAMPLE-th post down from `newest` is younger than RATE_SAMPLE / second_rate seconds
+    # (NULL, so not, for a rate of 0 or fewer posts).
+    written_fast = (
+        f"(SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= {newest} "
+        f"ORDER BY rate.created_at DESC, rate.id DESC OFFSET {RATE_SAMPLE - 1} LIMIT 1) "
+        f"> {newest} - make_interval(secs => {RATE_SAMPLE}.0 / nullif({second_rate}, 0))"
+    )
     return f"""
         SELECT {newest} AS newest,
-               CASE WHEN sparse THEN to_timestamp(bucket.coarse * {coarse}) ELSE to_timestamp(bucket.fine * {fine}) END
-                   AS lower,
-               CAST(CASE WHEN sparse THEN -1 - 2 * bucket.coarse ELSE -2 - 2 * bucket.fine END AS INTEGER) AS element,
+               CASE density.level WHEN 0 THEN to_timestamp(bucket.coarse * {coarse})
+                                  WHEN 1 THEN to_timestamp(bucket.fine * {fine})
+                                  ELSE to_timestamp(bucket.second) END AS lower,
+               CAST(CASE density.level WHEN 0 THEN -1 - 2 * bucket.coarse
+                                       WHEN 1 THEN -2 - 2 * bucket.fine
+                                       ELSE {second_element_sql("bucket.second")} END AS INTEGER) AS element,
                look.quiet
         FROM (
             SELECT floor(extract(epoch FROM {newest}) / {coarse}) AS coarse,
-                   floor(extract(epoch FROM {newest}) / {fine}) AS fine
+                   floor(extract(epoch FROM {newest}) / {fine}) AS fine,
+                   floor(extract(epoch FROM {newest})) AS second
         ) AS bucket
         CROSS JOIN LATERAL (
             SELECT NOT EXISTS (
                 SELECT FROM (
                     SELECT sample.title_folded FROM posts AS sample WHERE sample.created_at <= {newest}
-                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT {WALK_SAMPLE}
+                    ORDER BY sample.created_at DESC, sample.id DESC LIMIT {quiet_sample}
                 ) AS sample
                 WHERE sample.title_folded LIKE {pattern} ESCAPE '{LIKE_ESCAPE}'
             ) AS quiet
@@ -426,8 +449,15 @@ def _walk_step(newest: str, pattern: str) -> str:
         ) AS look
         CROSS JOIN LATERAL (SELECT ({posts_in_bucket}) AS posts OFFSET 0) AS bucket_posts
         CROSS JOIN LATERAL (
-            SELECT bucket_posts.posts <= {DENSE_BUCKET}
-                OR (look.quiet AND bucket_posts.posts <= {QUIET_BUCKET}) AS sparse
+            SELECT CASE
+                WHEN bucket_posts.posts <= {DENSE_BUCKET} OR (look.quiet AND bucket_posts.posts <= {QUIET_BUCKET})
+                    THEN 0
+                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
+                     AND {written_fast}
+                    THEN 2
+                ELSE 1
+            END AS level
+            OFFSET 0
         ) AS density
     """
 
@@ -460,13 +490,14 @@ def _grams_walk(*, keyset: bool) -> Prepared:
     # phrases on a connection every walk there was planned again (1.3 ms, then 1.8 against 0.75 ms
     # to run, on the benchmark's data).
     scan, pattern, pieces = "(SELECT :scan)", "(SELECT :pattern)", "(SELECT :walk_grams)"
+    quiet_sample, second_rate = "(SELECT :quiet_sample)", "(SELECT :second_rate)"
     limit, skip, reach = "(SELECT :limit)", "(SELECT :skip)", "(SELECT :limit + :skip)"
     walk = text(
         f"""
         WITH RECURSIVE steps(newest, lower, element, quiet, depth) AS (
             SELECT step.newest, step.lower, step.element, step.quiet, 1
             FROM (SELECT {start} AS newest OFFSET 0) AS head
-            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern)}) AS step
+            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern, quiet_sample, second_rate)}) AS step
             WHERE head.newest IS NOT NULL
             UNION ALL
             SELECT step.newest, step.lower, step.element, step.quiet, steps.depth + 1
@@ -474,7 +505,7 @@ def _grams_walk(*, keyset: bool) -> Prepared:
             CROSS JOIN LATERAL (
                 SELECT max(older.created_at) AS newest FROM posts AS older WHERE older.created_at < steps.lower
             ) AS head
-            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern)}) AS step
+            CROSS JOIN LATERAL ({_walk_step("head.newest", pattern, quiet_sample, second_rate)}) AS step
             WHERE head.newest IS NOT NULL AND steps.depth < {WALK_BUCKETS}
         )
         SELECT found.* FROM steps
@@ -518,6 +549,8 @@ def _grams_walk(*, keyset: bool) -> Prepared:
         bindparam("limit", type_=Integer),
         bindparam("skip", type_=Integer),
         bindparam("scan", type_=Integer),
+        bindparam("quiet_sample", type_=Integer),
+        bindparam("second_rate", type_=Integer),
         bindparam("viewer_id", type_=Integer),
         *([bindparam("before_id", type_=Integer)] if keyset else []),
     )
