@@ -563,8 +563,14 @@ def test_a_common_word_past_a_burst_walks_the_buckets(
     assert [prepared for prepared in statements if prepared.searches] == [
         queries.RECENT_SEARCH[False],  # common enough to try the window, which holds only the burst
         queries.GRAMS_WALK[False],
-        queries.GRAMS_WALK[True],  # the window came up short a moment ago: not tried again
+        # The window before a cursor is tried whatever the head held (here the cursor is in the burst).
+        queries.RECENT_SEARCH[True],
+        queries.GRAMS_WALK[True],
     ]
+    statements.clear()
+    below = _expected(burst, "nectar")[9]  # the last post of the first page: below the burst
+    assert _ids(client, burst.reader, search="nectar", limit=10, before_id=below) == _expected(burst, "nectar")[10:20]
+    assert [prepared for prepared in statements if prepared.searches] == [queries.RECENT_SEARCH[True]]
 
 
 @needs_postgresql
