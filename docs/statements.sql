@@ -476,8 +476,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
+                WHEN NOT look.quiet AND (SELECT $4::INTEGER) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -520,8 +520,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
+                WHEN NOT look.quiet AND (SELECT $4::INTEGER) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $4::INTEGER), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -609,8 +609,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                WHEN NOT look.quiet AND (SELECT :second_rate) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -653,8 +653,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                WHEN NOT look.quiet AND (SELECT :second_rate) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -745,8 +745,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
+                WHEN NOT look.quiet AND (SELECT $5::INTEGER) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -789,8 +789,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
+                WHEN NOT look.quiet AND (SELECT $5::INTEGER) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT $5::INTEGER), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -878,8 +878,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                WHEN NOT look.quiet AND (SELECT :second_rate) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
                     THEN 2
                 ELSE 1
             END AS level
@@ -922,8 +922,8 @@ FROM (
             SELECT CASE
                 WHEN bucket_posts.posts <= 4096 OR (look.quiet AND bucket_posts.posts <= 32768)
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
+                WHEN NOT look.quiet AND (SELECT :second_rate) > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND (SELECT rate.created_at FROM posts AS rate WHERE rate.created_at <= head.newest ORDER BY rate.created_at DESC, rate.id DESC OFFSET 63 LIMIT 1) > head.newest - make_interval(secs => 64.0 / nullif((SELECT :second_rate), 0))
                     THEN 2
                 ELSE 1
             END AS level

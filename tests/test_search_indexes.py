@@ -765,9 +765,11 @@ def test_a_fast_head_is_walked_a_second_at_a_time_and_pages_exactly(fast: Feed, 
 
 def test_the_second_rate_asks_for_a_few_steps_of_a_deep_page() -> None:
     """A busy step goes a second at a time from DENSE_BUCKET posts in 16 seconds, and for a deep page or a
-    rarer word only where a second holds 1/SECOND_STEPS of the page's matches by the statistics."""
+    rarer word only where a second holds 1/SECOND_STEPS of the page's matches by the statistics; never
+    for a page the step's scan down the feed reads (it stops there, however big the bucket)."""
     plan = SearchPlan(grams=[1], matches=60_000, posts=1_000_000, one_word=True)
-    assert plan.second_rate(10) == queries.DENSE_BUCKET // FINE_BUCKET_SECONDS == SECOND_MIN_RATE
+    assert plan.walk_scan(10) and plan.second_rate(10) == 0  # the step's newest posts hold a first page
+    assert plan.second_rate(100) == queries.DENSE_BUCKET // FINE_BUCKET_SECONDS == SECOND_MIN_RATE
     assert plan.second_rate(410) == math.ceil(410 / 0.06 / SECOND_STEPS)  # 855 posts a second
     assert SearchPlan(grams=[1], matches=math.inf, posts=math.inf).second_rate(410) == SECOND_MIN_RATE
     assert plan.second_rate(2**63) == 1_000_000  # a bound an integer parameter takes

@@ -452,8 +452,8 @@ def _walk_step(newest: str, pattern: str, quiet_sample: str, second_rate: str) -
             SELECT CASE
                 WHEN bucket_posts.posts <= {DENSE_BUCKET} OR (look.quiet AND bucket_posts.posts <= {QUIET_BUCKET})
                     THEN 0
-                WHEN NOT look.quiet AND to_timestamp(bucket.second) >= agora_second_buckets_since()
-                     AND {written_fast}
+                WHEN NOT look.quiet AND {second_rate} > 0
+                     AND to_timestamp(bucket.second) >= agora_second_buckets_since() AND {written_fast}
                     THEN 2
                 ELSE 1
             END AS level

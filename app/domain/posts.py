@@ -171,7 +171,11 @@ class SearchPlan:
 
     def second_rate(self, reach: int) -> int:
         """Posts a second from which GRAMS_WALK takes a busy step one second at a time (SECOND_MIN_RATE,
-        SECOND_STEPS), for a page `reach` (skip + limit) matches deep."""
+        SECOND_STEPS), for a page `reach` (skip + limit) matches deep; 0 (never) when the walk scans
+        down the feed for it (`walk_scan`): the scan stops at the page, and one second would only
+        add a step where a first second is short."""
+        if self.walk_scan(reach):
+            return 0  # the step's newest posts, read down the feed, hold the page: no need to split it
         if math.isinf(self.matches) or self.matches <= 0 or self.posts <= 0:
             return SECOND_MIN_RATE
         rate = math.ceil(min(reach * self.posts / self.matches / SECOND_STEPS, SECOND_MAX_RATE))
