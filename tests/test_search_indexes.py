@@ -763,6 +763,45 @@ def test_a_fast_head_is_walked_a_second_at_a_time_and_pages_exactly(fast: Feed, 
     assert read[256] <= 4 * FAST // 4 and read[0] >= 1_900, read
 
 
+@needs_postgresql
+def test_a_step_whose_newest_64_posts_miss_a_common_word_is_busy_when_128_hold_it(
+    fast: Feed, make_account: Callable[..., Account], sql: Connection
+) -> None:
+    """100 posts without "nectar" on top of the fast head: looking at 64 posts, the step is quiet and
+    reads its whole bucket's matches; looking at 128 (a common word's `quiet_sample`), it is busy
+    and goes a second at a time. The page is the same."""
+    author = make_account()
+    sql.execute(
+        text(
+            "INSERT INTO posts (title, title_folded, content, published, created_at, owner_id) "
+            "SELECT 'fast filler ' || i, 'fast filler ' || i, 'c', true, "
+            "date_trunc('hour', now()) + interval '1 hour' + interval '16 seconds' + i * interval '1 ms', :owner_id "
+            "FROM generate_series(1, 100) AS i"
+        ),
+        {"owner_id": author.id},
+    )
+    write_title_grams(sql)
+    expected = _expected(fast, "nectar")
+    connection = sql.connection.driver_connection
+    assert connection is not None
+    values: dict[str, object] = {"viewer_id": fast.reader.id, "viewer_generation": 0, "viewer_jti": "'not-revoked'"}
+    values |= {"pattern": "'%nectar%'", "walk_grams": f"ARRAY[{gram_hash('nec')}]", "scan": 0, "second_rate": 256}
+    values |= {"limit": 10, "skip": 300}
+    prepared = queries.GRAMS_WALK[False]
+    connection.execute(f"PREPARE walk AS {prepared.asyncpg_sql}")
+    try:
+        read = {}
+        for sample in (QUIET_SAMPLE, COMMON_QUIET_SAMPLE):
+            values["quiet_sample"] = sample
+            arguments = ", ".join(str(values[name]) for name in prepared.parameter_names)
+            assert [row[0] for row in connection.execute(f"EXECUTE walk ({arguments})")] == expected[300:310]
+            (plan,) = connection.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE walk ({arguments})").fetchone()
+            read[sample] = _walk_candidates(plan[0]["Plan"])
+    finally:
+        connection.execute("DEALLOCATE walk")
+    assert read[QUIET_SAMPLE] >= 1_900 and read[COMMON_QUIET_SAMPLE] <= 4 * FAST // 4, read
+
+
 def test_the_second_rate_asks_for_a_few_steps_of_a_deep_page() -> None:
     """A busy step goes a second at a time from DENSE_BUCKET posts in 16 seconds, and for a deep page or a
     rarer word only where a second holds 1/SECOND_STEPS of the page's matches by the statistics; never
