@@ -3,18 +3,20 @@
 Development: `python -m app` (127.0.0.1:8000, one process).
 Production: run `alembic upgrade head` once as its own step, then
 `python -m app --no-migrate --host 0.0.0.0 --workers 2` (uvicorn directly works too, without
-the one-write responses of app/http/serving.py).
+the one-write responses of app/http/serving.py and the even share of app/http/balance.py).
 """
 
 import argparse
 import atexit
 import os
 import shutil
+from typing import Any
 
 import uvicorn
 
 from app.config import settings_or_exit
 from app.db.migrations import upgrade_to_head
+from app.http.balance import run_workers
 from app.http.logs import configure_logging
 from app.http.metrics import prepare_multiprocess
 from app.http.serving import UVICORN_OPTIONS
@@ -41,16 +43,20 @@ def main() -> None:
     if metrics_directory is not None:
         atexit.register(shutil.rmtree, metrics_directory, ignore_errors=True)
     print(f"Agora: http://{args.host}:{args.port}  (docs at /docs)", flush=True)
-    uvicorn.run(
-        "app.main:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,  # the app writes its own structured access log (app/http/middleware.py)
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "access_log": False,  # the app writes its own structured access log (app/http/middleware.py)
+        "proxy_headers": True,
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         **UVICORN_OPTIONS,
-    )
+    }
+    if args.workers <= 1:
+        uvicorn.run("app.main:app", **options)
+        return
+    # Several workers share out the connections evenly (app/http/balance.py).
+    run_workers(uvicorn.Config("app.main:app", **options))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from typing import Any, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from app.http.balance import connection_closed
+
 # A bearer token and the usual headers are under 2 KiB; 32 KiB leaves room for big
 # cookies and proxies' headers (nginx's default allows 4 lines of 8 KiB; Node 16 KiB).
 MAX_HEAD_BYTES = 32 * 1024
@@ -127,6 +129,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timers()
         self._unset_keepalive_if_required()
         super().connection_lost(exc)
+        connection_closed()
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self._phase != _BODY:
