@@ -17,7 +17,6 @@ in the file). Connections are counted from their accept to their close.
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import mmap
 import os
@@ -69,6 +68,8 @@ class ConnectionShares:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        import fcntl  # here, not at the top: the module is imported where there is none (Windows)
+
         fcntl.flock(self._file, fcntl.LOCK_EX)
         try:
             yield
@@ -183,6 +184,8 @@ class BalancedListener:
                 return
 
     def _holds_more(self) -> bool:
+        if self._shares.slot is None:
+            return False  # the others do not see this worker's count: it takes what it is given
         fewest = self._shares.fewest_elsewhere()
         return fewest is not None and counts.held > fewest
 
