@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from test_revocation_across_workers import SECRET_KEY, free_port, socket_owners, wait_for_workers
+from test_revocation_across_workers import server, socket_owners  # noqa: F401 (`server` is a fixture)
 
-from app.config import REPO_ROOT
 from app.http import balance
 from app.http.balance import ConnectionShares, make_shares_file
 
@@ -149,31 +148,12 @@ def test_a_worker_holding_no_more_than_the_others_accepts_at_once(shares_file: s
 
 
 @pytest.fixture(scope="module")
-def two_workers(migrated_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, list[int]]]:
-    """`python -m app --no-migrate --workers 2` on the test database; (port, worker pids)."""
-    log_path = tmp_path_factory.mktemp("balance") / "server.log"
-    port = free_port()
-    env = {**os.environ, "ENVIRONMENT": "test", "SECRET_KEY": SECRET_KEY, "DATABASE_URL": migrated_database}
-    env |= {"RATE_LIMIT_ENABLED": "false", "ACCESS_LOG_ENABLED": "false"}
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app", "--no-migrate", "--workers", "2", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            workers = wait_for_workers(server, port, count=2)
-            wait_until_listening(workers)
-            yield port, workers
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+def two_workers(request: pytest.FixtureRequest) -> tuple[int, list[int]]:
+    """`python -m app --no-migrate --workers 2` on the test database (test_revocation_across_workers's
+    `server`), once every worker listens; (port, worker pids)."""
+    port, workers = request.getfixturevalue("server")
+    wait_until_listening(workers)
+    return port, workers
 
 
 def wait_until_listening(workers: list[int]) -> None:
