@@ -85,15 +85,17 @@ async def served(start: float) -> None:
     assert Recorder.made, "the connection was never accepted"
 
 
-async def accepted_after(shares: ConnectionShares, other: ConnectionShares, *, other_takes: float | None) -> float:
-    """Seconds until a listener of a worker holding one connection more than `other` serves a new
-    client; `other_takes` (seconds): when the other worker's count grows past it meanwhile."""
+async def accepted_after(
+    shares: ConnectionShares, other: ConnectionShares, *, other_holds: int, other_takes: float | None = None
+) -> float:
+    """Seconds until a listener of a worker holding 3 connections serves a new client, the other
+    worker holding `other_holds`; `other_takes` (seconds): when the other's count grows to 4 meanwhile."""
     loop = asyncio.get_running_loop()
     listening = socket.create_server(("127.0.0.1", 0))
     listener = balance.BalancedListener(loop, listening, Recorder, shares, backlog=16)
     Recorder.made.clear()
     balance.counts.held = 3
-    other.publish(2)
+    other.publish(other_holds)
     try:
         client = socket.create_connection(listening.getsockname())
         start = time.monotonic()
@@ -112,7 +114,7 @@ async def accepted_after(shares: ConnectionShares, other: ConnectionShares, *, o
 
 def test_a_worker_holding_more_leaves_a_connection_to_the_other_for_a_while(shares_file: str) -> None:
     shares, other = ConnectionShares(shares_file), ConnectionShares(shares_file)
-    waited = asyncio.run(accepted_after(shares, other, other_takes=None))
+    waited = asyncio.run(accepted_after(shares, other, other_holds=2))
     # Nobody else took it: served after DEFER_SECONDS, not before, and not much later.
     assert balance.DEFER_SECONDS <= waited < balance.DEFER_SECONDS + 0.2
 
@@ -120,31 +122,13 @@ def test_a_worker_holding_more_leaves_a_connection_to_the_other_for_a_while(shar
 def test_a_worker_no_longer_holding_more_takes_the_connection_at_once(shares_file: str) -> None:
     shares, other = ConnectionShares(shares_file), ConnectionShares(shares_file)
     # The other worker took other connections: this one now holds fewer, and stops waiting.
-    waited = asyncio.run(accepted_after(shares, other, other_takes=0.01))
+    waited = asyncio.run(accepted_after(shares, other, other_holds=2, other_takes=0.01))
     assert 0.01 <= waited < balance.DEFER_SECONDS
 
 
 def test_a_worker_holding_no_more_than_the_others_accepts_at_once(shares_file: str) -> None:
-    async def accepted() -> float:
-        shares, other = ConnectionShares(shares_file), ConnectionShares(shares_file)
-        other.publish(3)
-        loop = asyncio.get_running_loop()
-        listening = socket.create_server(("127.0.0.1", 0))
-        listener = balance.BalancedListener(loop, listening, Recorder, shares, backlog=16)
-        Recorder.made.clear()
-        balance.counts.held = 3
-        try:
-            client = socket.create_connection(listening.getsockname())
-            start = time.monotonic()
-            await served(start)
-            client.close()
-            return Recorder.made[0] - start
-        finally:
-            listener.close()
-            listening.close()
-            balance.counts.held = 0
-
-    assert asyncio.run(accepted()) < balance.DEFER_SECONDS / 2
+    shares, other = ConnectionShares(shares_file), ConnectionShares(shares_file)
+    assert asyncio.run(accepted_after(shares, other, other_holds=3)) < balance.DEFER_SECONDS / 2
 
 
 @pytest.fixture(scope="module")
